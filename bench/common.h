@@ -1,0 +1,78 @@
+/*
+ * common.h - helpers shared by the workload programs (header-only).
+ *
+ * Every workload program takes `<workers> [--stackless|--coro]`, prints one
+ * line `RESULT <workload> <runtime> workers=<n> <metric>=<value> ...` and
+ * exits non-zero if its own answer check fails (see ../shared/WORKLOADS.md).
+ */
+#ifndef WEFT_BENCH_COMMON_H
+#define WEFT_BENCH_COMMON_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft.h>
+
+typedef struct bench_args {
+    unsigned workers;
+    const char *runtime; /* "weft" or "weft-coro" */
+} bench_args_t;
+
+static inline bench_args_t bench_parse(int argc, char **argv, const char *prog)
+{
+    bench_args_t a = {weft_default_workers(), "weft"};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--stackless") == 0) {
+            a.runtime = "weft";
+        } else if (strcmp(argv[i], "--coro") == 0) {
+            fprintf(stderr, "%s: --coro: coroutine tasks are not built yet\n", prog);
+            exit(2);
+        } else {
+            char *end;
+            long n = strtol(argv[i], &end, 10);
+            if (*end || n < 1 || n > WEFT_MAX_WORKERS) {
+                fprintf(stderr, "usage: %s [workers] [--stackless|--coro]\n", prog);
+                exit(2);
+            }
+            a.workers = (unsigned)n;
+        }
+    }
+    return a;
+}
+
+static inline weft_runtime_t *bench_runtime(unsigned workers)
+{
+    weft_config_t cfg;
+    weft_config_init(&cfg);
+    cfg.workers = workers;
+    weft_runtime_t *rt;
+    int rc = weft_runtime_new(&cfg, &rt);
+    if (rc != 0) {
+        fprintf(stderr, "weft_runtime_new: %s\n", weft_strerror(rc));
+        exit(1);
+    }
+    return rt;
+}
+
+static inline void bench_finish(weft_runtime_t *rt)
+{
+    int rc = weft_runtime_shutdown(rt, weft_now() + 5000000000LL);
+    if (rc != 0)
+        fprintf(stderr, "shutdown: %d stragglers\n", rc);
+    rc = weft_runtime_free(rt);
+    if (rc != 0) {
+        fprintf(stderr, "weft_runtime_free: %s\n", weft_strerror(rc));
+        exit(1);
+    }
+}
+
+static inline void bench_check(int ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "check failed: %s\n", what);
+        exit(1);
+    }
+}
+
+#endif /* WEFT_BENCH_COMMON_H */

@@ -1,0 +1,98 @@
+/*
+ * weft/runtime.h - creating, running and shutting down a runtime.
+ *
+ *   weft_config_t cfg;
+ *   weft_config_init(&cfg);            // defaults
+ *   cfg.workers = 4;
+ *   weft_runtime_t *rt;
+ *   weft_runtime_new(&cfg, &rt);       // threads start here
+ *   weft_runtime_run(rt, &root_vt, &root_state, sizeof root_state, &out);
+ *   weft_runtime_shutdown(rt, weft_now() + 1000000000);
+ *   weft_runtime_free(rt);
+ *
+ * or in one call, like asyncio.run: weft_run(&cfg, &root_vt, ...).
+ */
+#ifndef WEFT_RUNTIME_H
+#define WEFT_RUNTIME_H
+
+#include <weft/task.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest worker count a runtime accepts. */
+#define WEFT_MAX_WORKERS 256
+
+typedef struct weft_config {
+    /*
+     * Worker threads. 0 (the default) means the CPUs this process may use:
+     * its affinity mask, lowered to the cgroup CPU quota if one is set.
+     */
+    unsigned workers;
+    /* Thread name prefix (threads are "<prefix>-w<N>"); default "weft".
+     * At most 10 characters are used (Linux names hold 15). */
+    const char *thread_name;
+    /* Called on each runtime thread as it starts and before it exits, with
+     * the worker index and hook_arg. May be NULL. */
+    void (*on_thread_start)(unsigned index, void *hook_arg);
+    void (*on_thread_stop)(unsigned index, void *hook_arg);
+    void *hook_arg;
+} weft_config_t;
+
+/* Fill *cfg with the defaults. -EINVAL if cfg is NULL. */
+int weft_config_init(weft_config_t *cfg);
+
+/* Number of workers the default configuration would start (>= 1). */
+unsigned weft_default_workers(void);
+
+/*
+ * Create a runtime and start its threads. cfg may be NULL for defaults.
+ * 0, -EINVAL (workers > WEFT_MAX_WORKERS, NULL out), -ENOMEM, or the
+ * negative errno of a failed thread creation (nothing is left running).
+ */
+int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out);
+
+/*
+ * Spawn the root future and block the calling thread until it ends;
+ * *out (may be NULL) receives its output. Returns 0, -ECANCELED if the
+ * root was cancelled (by shutdown from another thread), -EDEADLK if called
+ * from one of the runtime's own threads, or a weft_spawn error.
+ */
+int weft_runtime_run(weft_runtime_t *rt, const weft_future_vtable_t *vt, const void *state,
+                     size_t size, int64_t *out);
+
+/*
+ * Shut down: refuse new spawns (-ESHUTDOWN), cancel every task, give the
+ * tasks until the absolute deadline to finish, then stop and join every
+ * runtime thread and drop whatever is left. Safe to call more than once.
+ * Returns 0 if every task had ended by the deadline, otherwise the number of
+ * stragglers that were dropped (> 0); -EDEADLK from a runtime thread,
+ * -EINVAL for NULL. Join handles the caller still holds stay valid (a join
+ * reports -ECANCELED or the output) and must still be given back before
+ * weft_runtime_free.
+ */
+int weft_runtime_shutdown(weft_runtime_t *rt, int64_t deadline);
+
+/*
+ * Free a runtime, shutting it down first (with an immediate deadline) if
+ * that was not done. -EBUSY if join handles are still outstanding (nothing
+ * is freed: give them back and call again), -EDEADLK from a runtime thread,
+ * -EINVAL for NULL.
+ */
+int weft_runtime_free(weft_runtime_t *rt);
+
+/* The runtime whose worker is the calling thread, or NULL. */
+weft_runtime_t *weft_runtime_current(void);
+
+/* The number of worker threads, or -EINVAL. */
+int weft_runtime_workers(const weft_runtime_t *rt);
+
+/* new + run + shutdown (1 s deadline) + free, like asyncio.run. */
+int weft_run(const weft_config_t *cfg, const weft_future_vtable_t *vt, const void *state,
+             size_t size, int64_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_RUNTIME_H */

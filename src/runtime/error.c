@@ -1,0 +1,35 @@
+/*
+ * error.c - weft_strerror: text for weft's return codes.
+ * Owns nothing; a pure table over the negative errno values weft returns.
+ */
+#include <weft/common.h>
+
+const char *weft_strerror(int code)
+{
+    switch (code) {
+    case 0:
+        return "success";
+    case -EINVAL:
+        return "invalid argument";
+    case -ENOMEM:
+        return "out of memory";
+    case -ECANCELED:
+        return "cancelled";
+    case -ETIMEDOUT:
+        return "timed out";
+    case -EPIPE:
+        return "closed";
+    case -EAGAIN:
+        return "try again";
+    case -ESHUTDOWN:
+        return "runtime is shut down";
+    case -EDEADLK:
+        return "would block a runtime thread";
+    case -EBUSY:
+        return "still in use";
+    case -EPERM:
+        return "not permitted here";
+    default:
+        return "unknown error";
+    }
+}

@@ -1,0 +1,162 @@
+/*
+ * runtime.c - the top of weft: configuration, new, run, spawn, shutdown,
+ * free. It composes the scheduler (and, in later layers, the driver and
+ * the blocking pool); nothing below includes it.
+ *
+ * Invariants: `shut` is set once, by the first shutdown; after it spawns
+ * fail with -ESHUTDOWN. The runtime memory is freed only when no task cell
+ * is referenced any more (no join handle or waker outstanding).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft.h>
+
+#include "platform/platform.h"
+#include "runtime/runtime_internal.h"
+#include "sched/sched.h"
+
+struct weft_runtime {
+    weft__sched_t *sched;
+    pthread_mutex_t lock; /* serialises shutdown and free */
+    bool shut;
+};
+
+int64_t weft_now(void)
+{
+    return weft__time_now_ns();
+}
+
+unsigned weft_default_workers(void)
+{
+    unsigned n = weft__cpu_count();
+    return n > WEFT_MAX_WORKERS ? WEFT_MAX_WORKERS : n;
+}
+
+int weft_config_init(weft_config_t *cfg)
+{
+    if (!cfg)
+        return -EINVAL;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->thread_name = "weft";
+    return 0;
+}
+
+int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    weft_config_t def;
+    if (!cfg) {
+        weft_config_init(&def);
+        cfg = &def;
+    }
+    if (cfg->workers > WEFT_MAX_WORKERS)
+        return -EINVAL;
+    weft__sched_config_t sc = {
+        .workers = cfg->workers ? cfg->workers : weft_default_workers(),
+        .thread_name = cfg->thread_name && cfg->thread_name[0] ? cfg->thread_name : "weft",
+        .on_thread_start = cfg->on_thread_start,
+        .on_thread_stop = cfg->on_thread_stop,
+        .hook_arg = cfg->hook_arg,
+    };
+    weft_runtime_t *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return -ENOMEM;
+    pthread_mutex_init(&rt->lock, NULL);
+    int rc = weft__sched_new(&sc, rt, &rt->sched);
+    if (rc == 0 && (rc = weft__sched_start(rt->sched)) != 0)
+        weft__sched_free(rt->sched);
+    if (rc != 0) {
+        pthread_mutex_destroy(&rt->lock);
+        free(rt);
+        return rc;
+    }
+    *out = rt;
+    return 0;
+}
+
+int weft_spawn(weft_runtime_t *rt, const weft_future_vtable_t *vt, const void *state,
+               size_t size, weft_task_t **handle)
+{
+    if (handle)
+        *handle = NULL;
+    if (!rt)
+        return -EINVAL;
+    return weft__sched_spawn(rt->sched, vt, state, size, (weft__task_t **)handle);
+}
+
+int weft_runtime_run(weft_runtime_t *rt, const weft_future_vtable_t *vt, const void *state,
+                     size_t size, int64_t *out)
+{
+    if (!rt)
+        return -EINVAL;
+    if (weft__task_on_runtime_thread())
+        return -EDEADLK;
+    weft_task_t *h;
+    int rc = weft_spawn(rt, vt, state, size, &h);
+    if (rc != 0)
+        return rc;
+    return weft_task_join_wait(h, WEFT_FOREVER, out);
+}
+
+int weft_runtime_shutdown(weft_runtime_t *rt, int64_t deadline)
+{
+    if (!rt)
+        return -EINVAL;
+    if (weft__task_on_runtime_thread())
+        return -EDEADLK;
+    pthread_mutex_lock(&rt->lock);
+    int rc = 0;
+    if (!rt->shut) {
+        rt->shut = true;
+        rc = weft__sched_shutdown(rt->sched, deadline);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return rc;
+}
+
+int weft_runtime_free(weft_runtime_t *rt)
+{
+    if (!rt)
+        return -EINVAL;
+    if (weft__task_on_runtime_thread())
+        return -EDEADLK;
+    weft_runtime_shutdown(rt, weft_now());
+    if (weft__sched_live_cells(rt->sched) != 0)
+        return -EBUSY;
+    weft__sched_free(rt->sched);
+    pthread_mutex_destroy(&rt->lock);
+    free(rt);
+    return 0;
+}
+
+weft_runtime_t *weft_runtime_current(void)
+{
+    weft__sched_t *s = weft__sched_current();
+    return s ? s->user : NULL;
+}
+
+int weft_runtime_workers(const weft_runtime_t *rt)
+{
+    return rt ? (int)rt->sched->nworkers : -EINVAL;
+}
+
+int weft_run(const weft_config_t *cfg, const weft_future_vtable_t *vt, const void *state,
+             size_t size, int64_t *out)
+{
+    weft_runtime_t *rt;
+    int rc = weft_runtime_new(cfg, &rt);
+    if (rc != 0)
+        return rc;
+    rc = weft_runtime_run(rt, vt, state, size, out);
+    weft_runtime_shutdown(rt, weft_now() + 1000000000);
+    int frc = weft_runtime_free(rt);
+    return rc != 0 ? rc : frc;
+}
+
+weft__sched_t *weft__runtime_sched(weft_runtime_t *rt)
+{
+    return rt ? rt->sched : NULL;
+}

@@ -1,0 +1,193 @@
+/*
+ * alloc.c - task cells: a slab allocator with per-worker free lists.
+ *
+ * Cells come in classes of 64-byte steps (64..512 bytes, 64-byte aligned,
+ * so neighbouring tasks never share a cache line). A worker takes a cell
+ * from, in order: its own free list for the class (touched by it alone),
+ * the runtime's shared pool for the class (a batch, under a mutex), or its
+ * current 1 MiB chunk (bump allocation; chunks come from the platform's
+ * page mapper and are kept until the runtime is freed). A freed cell goes
+ * to the freeing worker's list; past WEFT__CACHE_MAX half the list moves to
+ * the shared pool in one batch. A thread that is not one of this runtime's
+ * workers allocates and frees through the shared pool.
+ * Cells larger than the biggest class use malloc/free.
+ *
+ * Memory is retained: a burst of a million tasks keeps its cells (in the
+ * pools) until weft_runtime_free. Counters (allocs/frees per worker,
+ * foreign_* for other threads) tell, after shutdown, whether any cell is
+ * still referenced.
+ */
+#include <stdlib.h>
+
+#include "sched/sched.h"
+
+#define LARGE_CLASS 255u
+
+static unsigned size_class(size_t total)
+{
+    return (unsigned)((total + 63) / 64) - 1; /* 64 -> 0, 128 -> 1, ... */
+}
+
+void weft__alloc_init(weft__sched_t *s)
+{
+    for (unsigned c = 0; c < WEFT__CACHE_CLASSES; c++) {
+        pthread_mutex_init(&s->pool[c].lock, NULL);
+        s->pool[c].head = NULL;
+        s->pool[c].count = 0;
+    }
+    pthread_mutex_init(&s->chunks_lock, NULL);
+    s->chunks = NULL;
+}
+
+void weft__alloc_destroy(weft__sched_t *s)
+{
+    void *c = s->chunks;
+    while (c) {
+        void *next = *(void **)c;
+        weft__pages_unmap(c, WEFT__CHUNK_SIZE);
+        c = next;
+    }
+    s->chunks = NULL;
+    for (unsigned c = 0; c < WEFT__CACHE_CLASSES; c++)
+        pthread_mutex_destroy(&s->pool[c].lock);
+    pthread_mutex_destroy(&s->chunks_lock);
+}
+
+/* Take up to max cells of class c from the pool into a chain; count out. */
+static weft__task_t *pool_take(weft__pool_t *p, unsigned max, unsigned *n)
+{
+    *n = 0;
+    pthread_mutex_lock(&p->lock);
+    weft__task_t *head = p->head, *t = head, *last = NULL;
+    while (t && *n < max) {
+        last = t;
+        t = t->next;
+        (*n)++;
+    }
+    if (last)
+        last->next = NULL;
+    p->head = t;
+    p->count -= *n;
+    pthread_mutex_unlock(&p->lock);
+    return *n ? head : NULL;
+}
+
+static void pool_put(weft__pool_t *p, weft__task_t *first, weft__task_t *last, size_t n)
+{
+    pthread_mutex_lock(&p->lock);
+    last->next = p->head;
+    p->head = first;
+    p->count += n;
+    pthread_mutex_unlock(&p->lock);
+}
+
+static char *new_chunk(weft__sched_t *s)
+{
+    char *c = weft__pages_map(WEFT__CHUNK_SIZE);
+    if (!c)
+        return NULL;
+    pthread_mutex_lock(&s->chunks_lock);
+    *(void **)c = s->chunks;
+    s->chunks = c;
+    pthread_mutex_unlock(&s->chunks_lock);
+    return c;
+}
+
+/* Carve a cell of class c from the worker's chunk (or the foreign path). */
+static weft__task_t *carve(weft__sched_t *s, weft__worker_t *w, unsigned c)
+{
+    size_t sz = (size_t)(c + 1) * 64;
+    if (!w) {
+        /* Foreign threads carve a private chunk they leave to the pool:
+         * rare (remote spawns beyond the pool), so simplicity wins. */
+        char *chunk = new_chunk(s);
+        if (!chunk)
+            return NULL;
+        char *p = chunk + 64, *end = chunk + WEFT__CHUNK_SIZE;
+        weft__task_t *first = (weft__task_t *)p, *prev = NULL;
+        size_t n = 0;
+        for (; p + sz <= end; p += sz, n++) {
+            weft__task_t *t = (weft__task_t *)p;
+            if (prev)
+                prev->next = t;
+            prev = t;
+        }
+        /* Keep the first, pool the rest. */
+        weft__task_t *rest = first->next;
+        if (rest)
+            pool_put(&s->pool[c], rest, prev, n - 1);
+        return first;
+    }
+    if (!w->bump || w->bump + sz > w->bump_end) {
+        char *chunk = new_chunk(s);
+        if (!chunk)
+            return NULL;
+        w->bump = chunk + 64; /* the first line links the chunk list */
+        w->bump_end = chunk + WEFT__CHUNK_SIZE;
+    }
+    weft__task_t *t = (weft__task_t *)w->bump;
+    w->bump += sz;
+    return t;
+}
+
+weft__task_t *weft__cell_alloc(weft__sched_t *s, weft__worker_t *w, size_t total)
+{
+    unsigned c = size_class(total);
+    weft__task_t *t = NULL;
+    if (c >= WEFT__CACHE_CLASSES) {
+        t = malloc((size_t)(c + 1) * 64);
+        if (!t)
+            return NULL;
+        c = LARGE_CLASS;
+    } else if (w && (t = w->cache[c]) != NULL) {
+        w->cache[c] = t->next;
+        w->cache_n[c]--;
+    } else {
+        unsigned n = 0;
+        t = s->pool[c].count ? pool_take(&s->pool[c], w ? WEFT__CACHE_MAX / 2 : 1, &n) : NULL;
+        if (t && w && n > 1) {
+            w->cache[c] = t->next;
+            w->cache_n[c] = n - 1;
+        }
+        if (!t && !(t = carve(s, w, c)))
+            return NULL;
+    }
+    t->size_class = (uint8_t)c;
+    if (w)
+        w->allocs++;
+    else
+        /* Relaxed: read only after every worker thread has been joined. */
+        atomic_fetch_add_explicit(&s->foreign_allocs, 1, memory_order_relaxed);
+    return t;
+}
+
+void weft__cell_free(weft__sched_t *s, weft__task_t *t)
+{
+    weft__worker_t *w = weft__worker_current();
+    if (w && w->s != s)
+        w = NULL;
+    unsigned c = t->size_class;
+    if (w)
+        w->frees++;
+    else
+        atomic_fetch_add_explicit(&s->foreign_frees, 1, memory_order_relaxed);
+    if (c == LARGE_CLASS) {
+        free(t);
+        return;
+    }
+    if (!w) {
+        pool_put(&s->pool[c], t, t, 1);
+        return;
+    }
+    t->next = w->cache[c];
+    w->cache[c] = t;
+    if (++w->cache_n[c] > WEFT__CACHE_MAX) {
+        /* Move half to the shared pool in one batch. */
+        weft__task_t *first = w->cache[c], *last = first;
+        for (unsigned i = 1; i < WEFT__CACHE_MAX / 2; i++)
+            last = last->next;
+        w->cache[c] = last->next;
+        w->cache_n[c] -= WEFT__CACHE_MAX / 2;
+        pool_put(&s->pool[c], first, last, WEFT__CACHE_MAX / 2);
+    }
+}

@@ -1,0 +1,165 @@
+/*
+ * sched.h - the work-stealing scheduler: workers, their queues, the owned
+ * task lists and the per-worker allocation caches. Internal to weft.
+ *
+ * Layout of a worker (one per thread, cache-line separated):
+ *  - ring: the 256-slot SPMC run queue (ring.h); thieves touch only it.
+ *  - lifo: the most recently spawned/woken task, run next (owner only).
+ *  - inbox: a ck_stack of tasks other threads aimed at this worker; pushed
+ *    by anyone (push_upmc), drained only by the owner (batch_pop_upmc).
+ *  - ec: the event count the worker parks on; `sleeping` mirrors its entry
+ *    in the idle sleeper list.
+ *  - cache, ids, counters: touched only by the owning thread (and by the
+ *    shutdown path after every worker thread has been joined).
+ *
+ * Owned lists: one shard per worker plus one for foreign threads, each a
+ * mutex-protected intrusive list of live tasks, so that shutdown can find
+ * and cancel every task. A task sits in the shard it was spawned into until
+ * it completes. `closed` (set under each shard lock at shutdown) refuses new
+ * tasks, so a late spawn can never slip past the shutdown sweep.
+ */
+#ifndef WEFT_SCHED_SCHED_H
+#define WEFT_SCHED_SCHED_H
+
+#include <ck_ec.h>
+#include <ck_stack.h>
+#include <pthread.h>
+#include <stdalign.h>
+
+#include "platform/platform.h"
+#include "sched/idle.h"
+#include "sched/inject.h"
+#include "sched/ring.h"
+#include "task/task.h"
+#include "util/util.h"
+
+#define WEFT__BUDGET 128
+#define WEFT__GLOBAL_INTERVAL 61
+#define WEFT__LIFO_CAP 3
+#define WEFT__CACHE_CLASSES 8   /* cells of 64..512 bytes, by 64 */
+#define WEFT__CACHE_MAX 512     /* cells kept per class per worker */
+#define WEFT__CHUNK_SIZE (1u << 20) /* slab chunk, carved into cells */
+#define WEFT__ID_BLOCK 1024
+#define WEFT__SPIN_NS 30000 /* search this long before parking */
+
+struct weft__sched;
+
+typedef struct weft__owned {
+    alignas(64) pthread_mutex_t lock;
+    weft__task_t *head;
+    size_t count;
+    bool closed;
+} weft__owned_t;
+
+/* Free cells of one class shared by all threads (alloc.c). */
+typedef struct weft__pool {
+    alignas(64) pthread_mutex_t lock;
+    weft__task_t *head;
+    size_t count;
+} weft__pool_t;
+
+typedef struct weft__worker {
+    weft__ring_t ring;
+    alignas(64) struct weft__sched *s;
+    unsigned index;
+    weft__task_t *lifo;
+    uint32_t tick;
+    uint32_t rng;
+    bool searching;
+    int budget;
+    weft__task_t *cache[WEFT__CACHE_CLASSES];
+    uint32_t cache_n[WEFT__CACHE_CLASSES];
+    char *bump, *bump_end; /* the worker's current slab chunk */
+    int64_t next_id, id_end;
+    int64_t allocs, frees;
+    /* Written only by the owner (load+store, no RMW); read racily. */
+    _Atomic uint64_t polls, steals, parks;
+    weft__thread_t thread;
+    alignas(64) ck_stack_t inbox;
+    alignas(64) struct ck_ec32 ec;
+    _Atomic bool sleeping;
+    bool wake_searching; /* written under idle.lock by the waker */
+} weft__worker_t;
+
+typedef struct weft__sched_config {
+    unsigned workers;
+    const char *thread_name;
+    void (*on_thread_start)(unsigned, void *);
+    void (*on_thread_stop)(unsigned, void *);
+    void *hook_arg;
+} weft__sched_config_t;
+
+typedef struct weft__sched {
+    weft__sched_base_t base;
+    unsigned nworkers;
+    weft__worker_t *workers;
+    weft__owned_t *owned; /* nworkers + 1 shards; the last for foreign spawns */
+    weft__inject_t inject;
+    weft__idle_t idle;
+    weft__pool_t pool[WEFT__CACHE_CLASSES];
+    pthread_mutex_t chunks_lock;
+    void *chunks; /* every slab chunk, linked through its first word */
+    weft__sched_config_t cfg;
+    char name[12];
+    void *user; /* the runtime that owns this scheduler */
+    alignas(64) _Atomic bool closed;
+    _Atomic bool stop;
+    _Atomic int64_t id_next;
+    _Atomic int64_t foreign_allocs; /* cells allocated/freed off-worker */
+    _Atomic int64_t foreign_frees;
+    unsigned started; /* threads started */
+} weft__sched_t;
+
+/* Create (threads not started). 0, -ENOMEM. */
+int weft__sched_new(const weft__sched_config_t *cfg, void *user, weft__sched_t **out);
+/* Start the worker threads; on failure nothing is left running. */
+int weft__sched_start(weft__sched_t *s);
+/* Spawn (see weft_spawn). */
+int weft__sched_spawn(weft__sched_t *s, const weft_future_vtable_t *vt, const void *state,
+                      size_t size, weft__task_t **handle);
+/* Shutdown phases; see sched_shutdown.c. Returns stragglers (>= 0). */
+int weft__sched_shutdown(weft__sched_t *s, int64_t deadline);
+/* Cells still allocated (outstanding handles/wakers); valid after shutdown. */
+int64_t weft__sched_live_cells(weft__sched_t *s);
+void weft__sched_free(weft__sched_t *s);
+/*
+ * Diagnostics: true if every worker is asleep while a queue still holds a
+ * task - a lost wake-up. Racy by nature: callers confirm it persists.
+ */
+bool weft__sched_stalled(weft__sched_t *s);
+/* Per-worker counters (polls, steals, parks), summed; racy reads. */
+void weft__sched_counters(weft__sched_t *s, uint64_t *polls, uint64_t *steals, uint64_t *parks);
+
+/* The scheduler whose worker is the calling thread, or NULL. */
+weft__sched_t *weft__sched_current(void);
+
+static inline void weft__counter_inc(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* alloc.c: task cells. */
+weft__task_t *weft__cell_alloc(weft__sched_t *s, weft__worker_t *w, size_t total);
+void weft__cell_free(weft__sched_t *s, weft__task_t *t);
+void weft__alloc_init(weft__sched_t *s);
+void weft__alloc_destroy(weft__sched_t *s);
+
+/* ---- shared between the sched files ---------------------------------------- */
+
+weft__worker_t *weft__worker_current(void);
+void weft__worker_set_current(weft__worker_t *w);
+void *weft__worker_main(void *arg);
+void weft__sched_schedule(void *sched, weft__task_t *t, bool yield);
+void weft__sched_notify_parked(weft__sched_t *s);
+void weft__sched_unpark_worker(weft__sched_t *s, weft__worker_t *w);
+bool weft__sched_has_work(weft__sched_t *s);
+void weft__worker_push_back(weft__worker_t *w, weft__task_t *t);
+
+/* idle.c */
+bool weft__idle_to_searching(weft__sched_t *s, weft__worker_t *w);
+bool weft__idle_from_searching(weft__sched_t *s, weft__worker_t *w);
+bool weft__idle_to_parked(weft__sched_t *s, weft__worker_t *w);
+void weft__idle_unpark_self(weft__sched_t *s, weft__worker_t *w);
+
+#endif /* WEFT_SCHED_SCHED_H */

@@ -1,0 +1,338 @@
+/*
+ * worker.c - the worker loop: find a task (LIFO slot, ring, inbox, inject,
+ * steal), run it, and park when there is nothing to do.
+ *
+ * One iteration ("tick"): every WEFT__GLOBAL_INTERVAL ticks the inject
+ * queue and the inbox are checked first, so remote work cannot starve
+ * behind a busy ring. A polled task's LIFO successor runs in the same tick
+ * with the same budget, at most WEFT__LIFO_CAP times; then it goes to the
+ * back of the ring. Yields and wakes during a poll go to the back too.
+ *
+ * Fairness: with bounded poll times a woken task runs within a bounded
+ * number of ticks: it is in the LIFO slot (runs within LIFO_CAP polls), in
+ * the FIFO ring (at most 256 tasks ahead, each polled once, plus LIFO_CAP
+ * successors each), or in the inbox / inject queue (checked every 61 ticks
+ * and whenever the ring runs dry, and taken FIFO).
+ *
+ * The calling thread's worker is kept in a thread-local read only through
+ * noinline accessors (no TLS address may be cached across a coroutine
+ * switch once coroutines exist).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched/sched.h"
+
+static _Thread_local weft__worker_t *current_worker;
+
+__attribute__((noinline)) weft__worker_t *weft__worker_current(void)
+{
+    return current_worker;
+}
+
+__attribute__((noinline)) void weft__worker_set_current(weft__worker_t *w)
+{
+    current_worker = w;
+}
+
+weft__sched_t *weft__sched_current(void)
+{
+    weft__worker_t *w = weft__worker_current();
+    return w ? w->s : NULL;
+}
+
+/* ---- queueing ---------------------------------------------------------------- */
+
+static void link_batch(weft__task_t **v, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++)
+        v[i]->next = v[i + 1];
+}
+
+/* Owner: push t to the back of the ring, moving half to inject when full. */
+void weft__worker_push_back(weft__worker_t *w, weft__task_t *t)
+{
+    for (;;) {
+        if (weft__ring_push(&w->ring, t))
+            return;
+        void *batch[WEFT__RING_CAP / 2 + 1];
+        unsigned n = weft__ring_claim_half(&w->ring, batch);
+        if (n == 0) {
+            /* A thief is freeing room, or already did: retry once, else
+             * send just this task to the inject queue. */
+            if (weft__ring_push(&w->ring, t))
+                return;
+            weft__inject_push(&w->s->inject, t);
+            return;
+        }
+        batch[n++] = t;
+        link_batch((weft__task_t **)batch, n);
+        weft__inject_push_batch(&w->s->inject, batch[0], batch[n - 1], n);
+        return;
+    }
+}
+
+/* Move the inbox into the ring (FIFO order); returns how many moved. */
+static unsigned drain_inbox(weft__worker_t *w)
+{
+    /* Unlocked emptiness peek; batch_pop_upmc's atomic swap acquires the
+     * pushers' entries (ck pairs it with push_upmc's CAS). */
+    if (CK_STACK_ISEMPTY(&w->inbox))
+        return 0;
+    ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&w->inbox);
+    WEFT__TSAN_ACQUIRE(&w->inbox);
+    /* The stack is LIFO: reverse to restore arrival order. */
+    ck_stack_entry_t *rev = NULL;
+    while (e) {
+        ck_stack_entry_t *nx = e->next;
+        e->next = rev;
+        rev = e;
+        e = nx;
+    }
+    unsigned n = 0;
+    while (rev) {
+        ck_stack_entry_t *nx = rev->next;
+        weft__task_t *t = weft__container_of(rev, weft__task_t, inbox_entry);
+        t->next = NULL;
+        weft__worker_push_back(w, t);
+        rev = nx;
+        n++;
+    }
+    return n;
+}
+
+/* Any thread: hand t to worker w specifically. */
+static void push_inbox(weft__sched_t *s, weft__worker_t *w, weft__task_t *t)
+{
+    WEFT__TSAN_RELEASE(&w->inbox);
+    ck_stack_push_upmc(&w->inbox, &t->inbox_entry);
+    /* seq_cst fence: orders the push before reading `sleeping`; pairs with
+     * the parker's seq_cst store of `sleeping` followed by its fence and
+     * inbox check (idle.c). One of us sees the other. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&w->sleeping, memory_order_relaxed))
+        weft__sched_unpark_worker(s, w);
+}
+
+void weft__sched_schedule(void *sched, weft__task_t *t, bool yield)
+{
+    weft__sched_t *s = sched;
+    weft__worker_t *w = weft__worker_current();
+    if (w && w->s == s) {
+        if (!yield) {
+            weft__task_t *prev = w->lifo;
+            w->lifo = t;
+            if (!prev)
+                return; /* no notify: the worker runs it next */
+            t = prev;
+        }
+        weft__worker_push_back(w, t);
+        weft__sched_notify_parked(s);
+        return;
+    }
+    /* From outside this runtime's workers: back to the worker that last
+     * polled it (its data is likely in that core's cache), else inject. */
+    if (t->worker < s->nworkers) {
+        push_inbox(s, &s->workers[t->worker], t);
+        return;
+    }
+    weft__inject_push(&s->inject, t);
+    weft__sched_notify_parked(s);
+}
+
+bool weft__sched_has_work(weft__sched_t *s)
+{
+    if (weft__inject_len(&s->inject) > 0)
+        return true;
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        if (!weft__ring_is_empty(&s->workers[i].ring) ||
+            !CK_STACK_ISEMPTY(&s->workers[i].inbox))
+            return true;
+    }
+    return false;
+}
+
+/* ---- finding work -------------------------------------------------------------- */
+
+static weft__task_t *pop_inject(weft__worker_t *w)
+{
+    weft__sched_t *s = w->s;
+    size_t len = weft__inject_len(&s->inject);
+    if (len == 0)
+        return NULL;
+    size_t want = len / s->nworkers + 1;
+    unsigned room = weft__ring_remaining(&w->ring);
+    if (want > room + 1)
+        want = room + 1;
+    if (want > WEFT__RING_CAP / 2)
+        want = WEFT__RING_CAP / 2;
+    weft__task_t *batch[WEFT__RING_CAP / 2];
+    size_t n = weft__inject_pop_n(&s->inject, batch, want);
+    if (n == 0)
+        return NULL;
+    if (n > 1)
+        weft__ring_push_batch(&w->ring, (void *const *)&batch[1], (unsigned)(n - 1));
+    return batch[0];
+}
+
+static weft__task_t *next_task(weft__worker_t *w)
+{
+    weft__task_t *t;
+    if (w->tick % WEFT__GLOBAL_INTERVAL == 0) {
+        drain_inbox(w);
+        weft__task_t *one;
+        if (weft__inject_pop_n(&w->s->inject, &one, 1) == 1)
+            return one;
+    }
+    if ((t = w->lifo)) {
+        w->lifo = NULL;
+        return t;
+    }
+    if ((t = weft__ring_pop(&w->ring)))
+        return t;
+    if (drain_inbox(w) && (t = weft__ring_pop(&w->ring)))
+        return t;
+    return pop_inject(w);
+}
+
+static weft__task_t *steal_once(weft__worker_t *w)
+{
+    weft__sched_t *s = w->s;
+    unsigned n = s->nworkers;
+    unsigned start = weft__rng_next(&w->rng) % n;
+    for (unsigned i = 0; i < n; i++) {
+        weft__worker_t *v = &s->workers[(start + i) % n];
+        if (v == w)
+            continue;
+        weft__task_t *t = weft__ring_steal_into(&v->ring, &w->ring);
+        if (t) {
+            weft__counter_inc(&w->steals);
+            return t;
+        }
+    }
+    weft__task_t *t = pop_inject(w);
+    if (!t && drain_inbox(w))
+        t = weft__ring_pop(&w->ring);
+    return t;
+}
+
+/* Searching: steal, spinning briefly before giving up. */
+static weft__task_t *steal_work(weft__worker_t *w)
+{
+    if (!weft__idle_to_searching(w->s, w))
+        return NULL;
+    int64_t until = 0;
+    for (unsigned round = 0;; round++) {
+        weft__task_t *t = steal_once(w);
+        if (t)
+            return t;
+        if (atomic_load_explicit(&w->s->stop, memory_order_relaxed))
+            return NULL;
+        int64_t now = weft__time_now_ns();
+        if (round == 0)
+            until = now + WEFT__SPIN_NS;
+        else if (now >= until)
+            return NULL;
+        for (int i = 0; i < 32; i++)
+            weft__cpu_relax();
+    }
+}
+
+/* ---- running -------------------------------------------------------------------- */
+
+static void run_task(weft__worker_t *w, weft__task_t *t)
+{
+    if (w->searching && weft__idle_from_searching(w->s, w))
+        weft__sched_notify_parked(w->s); /* last searcher: wake a successor */
+    w->budget = WEFT__BUDGET;
+    weft__counter_inc(&w->polls);
+    weft__task_run(t, &w->budget, (uint16_t)w->index, false);
+    for (unsigned lifo_polls = 0; (t = w->lifo) != NULL;) {
+        w->lifo = NULL;
+        if (++lifo_polls > WEFT__LIFO_CAP || w->budget <= 0) {
+            weft__worker_push_back(w, t);
+            weft__sched_notify_parked(w->s);
+            return;
+        }
+        weft__counter_inc(&w->polls);
+        weft__task_run(t, &w->budget, (uint16_t)w->index, false);
+    }
+}
+
+/* ---- parking -------------------------------------------------------------------- */
+
+static void park(weft__worker_t *w)
+{
+    weft__sched_t *s = w->s;
+    weft__counter_inc(&w->parks);
+    if (weft__idle_to_parked(s, w) && weft__sched_has_work(s))
+        weft__sched_notify_parked(s); /* we were the last searcher */
+    const struct ck_ec_mode *mode = weft__ec_mode();
+    for (;;) {
+        /* seq_cst: pairs with idle.c's seq_cst stores of `sleeping`. */
+        if (!atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
+            break;
+        uint32_t v = ck_ec32_value(&w->ec);
+        if (!CK_STACK_ISEMPTY(&w->inbox) ||
+            atomic_load_explicit(&s->stop, memory_order_seq_cst)) {
+            weft__idle_unpark_self(s, w);
+            break;
+        }
+        if (!atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
+            break;
+        ck_ec32_wait(&w->ec, mode, v, NULL);
+    }
+    /* Set by the waker before it cleared `sleeping` (under idle.lock). */
+    w->searching = w->wake_searching;
+}
+
+void *weft__worker_main(void *arg)
+{
+    weft__worker_t *w = arg;
+    weft__sched_t *s = w->s;
+    weft__worker_set_current(w);
+    weft__task_mark_runtime_thread(true);
+    if (s->cfg.on_thread_start)
+        s->cfg.on_thread_start(w->index, s->cfg.hook_arg);
+    while (!atomic_load_explicit(&s->stop, memory_order_acquire)) {
+        /* Acquire: pairs with the release store of `stop` at shutdown. */
+        w->tick++;
+        weft__task_t *t = next_task(w);
+        if (!t)
+            t = steal_work(w);
+        if (t) {
+            run_task(w, t);
+            continue;
+        }
+        park(w);
+    }
+    if (w->searching)
+        weft__idle_from_searching(s, w);
+    if (s->cfg.on_thread_stop)
+        s->cfg.on_thread_stop(w->index, s->cfg.hook_arg);
+    weft__task_mark_runtime_thread(false);
+    weft__worker_set_current(NULL);
+    return NULL;
+}
+
+bool weft__sched_stalled(weft__sched_t *s)
+{
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (!atomic_load_explicit(&s->workers[i].sleeping, memory_order_seq_cst))
+            return false;
+    atomic_thread_fence(memory_order_seq_cst);
+    return weft__sched_has_work(s);
+}
+
+void weft__sched_counters(weft__sched_t *s, uint64_t *polls, uint64_t *steals, uint64_t *parks)
+{
+    uint64_t p = 0, st = 0, pk = 0;
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        p += atomic_load_explicit(&s->workers[i].polls, memory_order_relaxed);
+        st += atomic_load_explicit(&s->workers[i].steals, memory_order_relaxed);
+        pk += atomic_load_explicit(&s->workers[i].parks, memory_order_relaxed);
+    }
+    *polls = p;
+    *steals = st;
+    *parks = pk;
+}

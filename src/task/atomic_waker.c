@@ -1,0 +1,92 @@
+/*
+ * atomic_waker.c - a slot holding one waker, registered by one consumer and
+ * woken by any number of producers (after Tokio's AtomicWaker).
+ *
+ * state: WAITING 0, REGISTERING 1, WAKING 2 (both may be set).
+ *  - Only the thread that moved WAITING -> REGISTERING writes the waker.
+ *  - Only the thread that set WAKING while the state was WAITING takes it.
+ *  - A wake during a registration sets WAKING; the registrant sees it when
+ *    it tries to return to WAITING and wakes the new waker itself.
+ */
+#include "task/task.h"
+
+enum { WAITING = 0, REGISTERING = 1, WAKING = 2 };
+
+void weft_atomic_waker_init(weft_atomic_waker_t *aw)
+{
+    if (!aw)
+        return;
+    atomic_init(&aw->state_, WAITING);
+    aw->waker_ = WEFT_WAKER_NONE;
+}
+
+int weft_atomic_waker_register(weft_atomic_waker_t *aw, const weft_waker_t *w)
+{
+    if (!aw || !w)
+        return -EINVAL;
+    uintptr_t cur = WAITING;
+    /* Acquire: pairs with the release that returned the slot to WAITING
+     * (a previous register or take), so we see the waker stored there. */
+    if (atomic_compare_exchange_strong_explicit(&aw->state_, &cur, REGISTERING,
+                                                memory_order_acquire, memory_order_acquire)) {
+        weft_waker_t old = aw->waker_;
+        weft_waker_clone(w, &aw->waker_);
+        uintptr_t exp = REGISTERING;
+        /* acq_rel: release publishes the new waker to the next waker-taker;
+         * acquire (on failure) orders a concurrent producer's writes before
+         * the wake we then perform ourselves. */
+        if (!atomic_compare_exchange_strong_explicit(&aw->state_, &exp, WAITING,
+                                                     memory_order_acq_rel,
+                                                     memory_order_acquire)) {
+            /* A wake arrived while we registered (state REGISTERING|WAKING). */
+            weft_waker_t mine = aw->waker_;
+            aw->waker_ = WEFT_WAKER_NONE;
+            /* Release: the next registrant acquires the emptied slot. */
+            atomic_store_explicit(&aw->state_, WAITING, memory_order_release);
+            weft_waker_drop(&old);
+            weft_waker_wake(&mine);
+            return 0;
+        }
+        weft_waker_drop(&old);
+        return 0;
+    }
+    if (cur & WAKING) {
+        /* Someone is waking the old waker right now: wake ours too. */
+        weft_waker_wake_by_ref(w);
+    }
+    /* REGISTERING alone: concurrent registration is a caller bug; ignore. */
+    return 0;
+}
+
+int weft_atomic_waker_take(weft_atomic_waker_t *aw, weft_waker_t *out)
+{
+    if (!aw || !out)
+        return -EINVAL;
+    *out = WEFT_WAKER_NONE;
+    /* acq_rel: acquire pairs with register's release (we read the waker);
+     * release orders the producer's prior writes before the wake seen by
+     * a registrant that fails its CAS. */
+    uintptr_t prev = atomic_fetch_or_explicit(&aw->state_, WAKING, memory_order_acq_rel);
+    if (prev == WAITING) {
+        *out = aw->waker_;
+        aw->waker_ = WEFT_WAKER_NONE;
+        /* Release: pairs with register's acquire CAS from WAITING. */
+        atomic_fetch_and_explicit(&aw->state_, ~(uintptr_t)WAKING, memory_order_release);
+    }
+    return 0;
+}
+
+int weft_atomic_waker_wake(weft_atomic_waker_t *aw)
+{
+    weft_waker_t w;
+    int rc = weft_atomic_waker_take(aw, &w);
+    if (rc == 0)
+        weft_waker_wake(&w);
+    return rc;
+}
+
+void weft_atomic_waker_destroy(weft_atomic_waker_t *aw)
+{
+    if (aw)
+        weft_waker_drop(&aw->waker_);
+}

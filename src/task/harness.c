@@ -1,0 +1,158 @@
+/*
+ * harness.c - polling, completing and cancelling a task.
+ *
+ * Owns: the sequence run -> poll -> (idle | re-queue | complete) and the
+ * completion protocol (wake the joiner, release from the owned list, drop
+ * the running reference). Invariant: a task's future is polled or dropped
+ * only by the thread holding RUNNING, and dropped exactly once.
+ */
+#include <string.h>
+
+#include "task/task.h"
+
+static _Thread_local int64_t current_id;
+static _Thread_local bool runtime_thread;
+
+__attribute__((noinline)) void weft__task_mark_runtime_thread(bool on)
+{
+    runtime_thread = on;
+}
+
+__attribute__((noinline)) bool weft__task_on_runtime_thread(void)
+{
+    return runtime_thread;
+}
+
+__attribute__((noinline)) int64_t weft__task_current_id(void)
+{
+    return current_id;
+}
+
+void weft__task_init(weft__task_t *t, weft__sched_base_t *sched, const weft_future_vtable_t *fut,
+                     int64_t id, bool detached)
+{
+    atomic_init(&t->state, detached ? WEFT__INITIAL_STATE_DETACHED : WEFT__INITIAL_STATE);
+    t->next = NULL;
+    t->fut = fut;
+    t->sched = sched;
+    t->id = id;
+    t->owned_prev = t->owned_next = NULL;
+    t->join_waker = WEFT_WAKER_NONE;
+    t->output = 0;
+    t->magic = WEFT__TASK_MAGIC;
+    t->out_cancelled = 0;
+    t->yield_held = 0;
+}
+
+static void dealloc(weft__task_t *t)
+{
+    t->magic = WEFT__TASK_DEAD;
+    t->sched->ops->dealloc(t->sched, t);
+}
+
+void weft__task_drop_ref(weft__task_t *t)
+{
+    if (weft__state_ref_dec(t))
+        dealloc(t);
+}
+
+/* Caller holds RUNNING; the output (or out_cancelled) is written. */
+static void complete(weft__task_t *t)
+{
+    uint64_t snap = weft__state_to_complete(t);
+    if ((snap & WEFT__JOIN_INTEREST) && (snap & WEFT__JOIN_WAKER)) {
+        /* The slot is published and stays readable while JOIN_WAKER is set. */
+        weft_waker_wake_by_ref(&t->join_waker);
+        if (weft__state_unset_waker_after_complete(t))
+            weft_waker_drop(&t->join_waker); /* the handle left meanwhile */
+    }
+    /* One reference for the running poll, one more if the owned list held
+     * one. */
+    unsigned n = 1 + t->sched->ops->release(t->sched, t);
+    if (weft__state_to_terminal(t, n))
+        dealloc(t);
+}
+
+void weft__task_cancel_running(weft__task_t *t)
+{
+    if (t->fut->drop)
+        t->fut->drop(weft__task_state(t));
+    t->out_cancelled = 1;
+    complete(t);
+}
+
+static void poll_held(weft__task_t *t, int *budget, uint16_t worker)
+{
+    t->worker = worker;
+    weft_cx_t cx = {
+        .waker_ = weft__task_waker_ref(t),
+        .task_ = t,
+        .budget_ = budget,
+        .yield_ = 0,
+    };
+    int64_t out = 0;
+    current_id = t->id;
+    weft_poll_t r = t->fut->poll(weft__task_state(t), &cx, &out);
+    current_id = 0;
+    if (r == WEFT_READY) {
+        if (t->fut->drop)
+            t->fut->drop(weft__task_state(t));
+        t->output = out;
+        complete(t);
+        return;
+    }
+    if (cx.yield_ &&
+        !(atomic_load_explicit(&t->state, memory_order_relaxed) & WEFT__CANCELLED)) {
+        /* Yield: re-queue at the back still holding RUNNING (task.h).
+         * Relaxed is enough: a cancel we miss here is seen at the next
+         * pop, which checks CANCELLED again before polling. */
+        t->yield_held = 1;
+        t->sched->ops->schedule(t->sched, t, true);
+        return;
+    }
+    switch (weft__state_to_idle(t)) {
+    case WEFT__TR_IDLE_OK:
+        return;
+    case WEFT__TR_IDLE_NOTIFIED:
+        t->sched->ops->schedule(t->sched, t, true);
+        return;
+    case WEFT__TR_IDLE_DEALLOC:
+        dealloc(t);
+        return;
+    case WEFT__TR_IDLE_CANCELLED:
+        weft__task_cancel_running(t);
+        return;
+    }
+}
+
+void weft__task_run(weft__task_t *t, int *budget, uint16_t worker, bool force_cancel)
+{
+    if (t->yield_held) {
+        /* We inherited RUNNING from the yield (the queue's release/acquire
+         * orders this plain flag). */
+        t->yield_held = 0;
+        uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+        /* Acquire: pairs with the release RMW of a cancel that set
+         * CANCELLED while the task sat in the queue. */
+        if (force_cancel || (s & WEFT__CANCELLED))
+            weft__task_cancel_running(t);
+        else
+            poll_held(t, budget, worker);
+        return;
+    }
+    if (force_cancel)
+        atomic_fetch_or_explicit(&t->state, WEFT__CANCELLED, memory_order_relaxed);
+    switch (weft__state_to_running(t)) {
+    case WEFT__TR_SUCCESS:
+        poll_held(t, budget, worker);
+        return;
+    case WEFT__TR_CANCELLED:
+        weft__task_cancel_running(t);
+        return;
+    case WEFT__TR_FAILED:
+        return;
+    case WEFT__TR_DEALLOC:
+        dealloc(t);
+        return;
+    }
+}
