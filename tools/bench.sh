@@ -17,8 +17,8 @@
 #                   PEERS_WORKDIR, default /tmp/weft-peers, first) and print
 #                   its tables
 #
-# Servers (w10, w11) need a load generator and are skipped here; peers/run.sh
-# drives them.
+# Servers (w10, w11) need a load generator: they are skipped in weft's own
+# table, and only peers/run.sh (PEERS=1) drives them.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
@@ -36,10 +36,11 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWEFT_SANITIZE= \
 cmake --build build -j"$(nproc)" >&2 || exit 1
 
 # ---- discover the workload programs -----------------------------------------
-progs=()
+progs=()   # run here
+servers=() # only through PEERS=1
 while IFS= read -r p; do
     case $p in
-    w10_* | w11_*) log "skipping $p (server: needs a load generator; see PEERS=1)" ;;
+    w10_* | w11_*) servers+=("$p") && log "skipping $p here (server: needs a load generator)" ;;
     *) progs+=("$p") ;;
     esac
 done < <(find "$BENCH_DIR" -maxdepth 1 -type f -perm -u+x -name 'w[0-9]*_*' -printf '%f\n' 2>/dev/null | sort -V)
@@ -141,7 +142,7 @@ if [ "${PEERS:-0}" = 1 ]; then
     mkdir -p "$work" && chmod -R u+w "$work" &&
         cp -rT --preserve=timestamps "$src" "$work" && chmod -R u+w "$work" || exit 1
     ids=()
-    for prog in "${progs[@]}"; do
+    for prog in "${progs[@]}" "${servers[@]}"; do
         id=${prog%%_*}
         ids+=("W${id#w}")
     done

@@ -5,7 +5,7 @@
  * so neighbouring tasks never share a cache line). A worker takes a cell
  * from, in order: its own free list for the class (touched by it alone),
  * the runtime's shared pool for the class (a batch, under a mutex), or its
- * current 1 MiB chunk (bump allocation; chunks come from the platform's
+ * current 2 MiB chunk (bump allocation; chunks come from the platform's
  * page mapper and are kept until the runtime is freed). A freed cell goes
  * to the freeing worker's list; past WEFT__CACHE_MAX half the list moves to
  * the shared pool in one batch. A thread that is not one of this runtime's

@@ -94,6 +94,8 @@ static bool remove_sleeper(weft__sched_t *s, unsigned index)
     return false;
 }
 
+static void wake_one(weft__sched_t *s);
+
 void weft__sched_notify_parked(weft__sched_t *s)
 {
     /* seq_cst fence: the submitter side of the handshake; orders the
@@ -102,6 +104,23 @@ void weft__sched_notify_parked(weft__sched_t *s)
     uint32_t st = atomic_load_explicit(&s->idle.state, memory_order_relaxed);
     if (searching(st) > 0 || unparked(st) >= s->nworkers)
         return;
+    wake_one(s);
+}
+
+void weft__sched_notify_parked_local(weft__sched_t *s)
+{
+    /* No fence: the pushing worker runs its own ring anyway, so a stale
+     * read here can only delay help from an idle peer, never lose a task.
+     * The next push, or this worker's own search, corrects it. */
+    uint32_t st = atomic_load_explicit(&s->idle.state, memory_order_relaxed);
+    if (searching(st) > 0 || unparked(st) >= s->nworkers)
+        return;
+    wake_one(s);
+}
+
+static void wake_one(weft__sched_t *s)
+{
+    uint32_t st;
     pthread_mutex_lock(&s->idle.lock);
     st = atomic_load_explicit(&s->idle.state, memory_order_relaxed);
     if (searching(st) > 0 || unparked(st) >= s->nworkers || s->idle.nsleepers == 0) {

@@ -55,7 +55,7 @@ int weft__sched_new(const weft__sched_config_t *cfg, void *user, weft__sched_t *
     }
     for (unsigned i = 0; i <= s->nworkers; i++) {
         memset(&s->owned[i], 0, sizeof s->owned[i]);
-        pthread_mutex_init(&s->owned[i].lock, NULL);
+        weft__spin_init(&s->owned[i].lock);
     }
     weft__inject_init(&s->inject);
     weft__alloc_init(s);
@@ -99,9 +99,9 @@ static size_t owned_total(weft__sched_t *s)
 {
     size_t n = 0;
     for (unsigned i = 0; i <= s->nworkers; i++) {
-        pthread_mutex_lock(&s->owned[i].lock);
+        weft__spin_lock(&s->owned[i].lock);
         n += s->owned[i].count;
-        pthread_mutex_unlock(&s->owned[i].lock);
+        weft__spin_unlock(&s->owned[i].lock);
     }
     return n;
 }
@@ -148,15 +148,15 @@ static bool sweep_one(weft__sched_t *s)
 {
     for (unsigned i = 0; i <= s->nworkers; i++) {
         weft__owned_t *o = &s->owned[i];
-        pthread_mutex_lock(&o->lock);
+        weft__spin_lock(&o->lock);
         for (weft__task_t *t = o->head; t; t = t->owned_next) {
             if (weft__state_to_shutdown(t)) {
-                pthread_mutex_unlock(&o->lock);
+                weft__spin_unlock(&o->lock);
                 weft__task_cancel_running(t); /* unlinks it (release) */
                 return true;
             }
         }
-        pthread_mutex_unlock(&o->lock);
+        weft__spin_unlock(&o->lock);
     }
     return false;
 }
@@ -166,19 +166,19 @@ int weft__sched_shutdown(weft__sched_t *s, int64_t deadline)
     /* 1. Close. */
     atomic_store_explicit(&s->closed, true, memory_order_relaxed);
     for (unsigned i = 0; i <= s->nworkers; i++) {
-        pthread_mutex_lock(&s->owned[i].lock);
+        weft__spin_lock(&s->owned[i].lock);
         s->owned[i].closed = true;
-        pthread_mutex_unlock(&s->owned[i].lock);
+        weft__spin_unlock(&s->owned[i].lock);
     }
     /* 2. Cancel every listed task while the workers run. */
     if (s->started) {
         for (unsigned i = 0; i <= s->nworkers; i++) {
             weft__owned_t *o = &s->owned[i];
-            pthread_mutex_lock(&o->lock);
+            weft__spin_lock(&o->lock);
             for (weft__task_t *t = o->head; t; t = t->owned_next)
                 if (weft__state_notify_and_cancel(t))
                     weft__sched_schedule(s, t, false);
-            pthread_mutex_unlock(&o->lock);
+            weft__spin_unlock(&o->lock);
         }
         /* 3. Wait for them, up to the deadline. */
         _Atomic uint32_t never = 0;
@@ -211,8 +211,6 @@ void weft__sched_free(weft__sched_t *s)
     if (s->started)
         stop_workers(s);
     weft__alloc_destroy(s); /* every cell lives in a chunk: no list walk */
-    for (unsigned i = 0; i <= s->nworkers; i++)
-        pthread_mutex_destroy(&s->owned[i].lock);
     weft__inject_destroy(&s->inject);
     weft__idle_destroy(&s->idle);
     free(s->workers);

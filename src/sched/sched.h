@@ -38,14 +38,14 @@
 #define WEFT__LIFO_CAP 3
 #define WEFT__CACHE_CLASSES 8   /* cells of 64..512 bytes, by 64 */
 #define WEFT__CACHE_MAX 512     /* cells kept per class per worker */
-#define WEFT__CHUNK_SIZE (1u << 20) /* slab chunk, carved into cells */
+#define WEFT__CHUNK_SIZE (2u << 20) /* slab chunk (one huge page), carved into cells */
 #define WEFT__ID_BLOCK 1024
 #define WEFT__SPIN_NS 30000 /* search this long before parking */
 
 struct weft__sched;
 
 typedef struct weft__owned {
-    alignas(64) pthread_mutex_t lock;
+    alignas(64) weft__spin_t lock;
     weft__task_t *head;
     size_t count;
     bool closed;
@@ -151,7 +151,10 @@ weft__worker_t *weft__worker_current(void);
 void weft__worker_set_current(weft__worker_t *w);
 void *weft__worker_main(void *arg);
 void weft__sched_schedule(void *sched, weft__task_t *t, bool yield);
+/* Wake a sleeping worker if nobody searches (remote submitters). */
 void weft__sched_notify_parked(weft__sched_t *s);
+/* The same, after a push to the caller's own ring (no fence needed). */
+void weft__sched_notify_parked_local(weft__sched_t *s);
 void weft__sched_unpark_worker(weft__sched_t *s, weft__worker_t *w);
 bool weft__sched_has_work(weft__sched_t *s);
 void weft__worker_push_back(weft__worker_t *w, weft__task_t *t);

@@ -28,9 +28,9 @@ static int64_t next_id(weft__sched_t *s, weft__worker_t *w)
 
 static bool owned_insert(weft__owned_t *o, weft__task_t *t)
 {
-    pthread_mutex_lock(&o->lock);
+    weft__spin_lock(&o->lock);
     if (o->closed) {
-        pthread_mutex_unlock(&o->lock);
+        weft__spin_unlock(&o->lock);
         return false;
     }
     t->owned_prev = NULL;
@@ -39,7 +39,7 @@ static bool owned_insert(weft__owned_t *o, weft__task_t *t)
         o->head->owned_prev = t;
     o->head = t;
     o->count++;
-    pthread_mutex_unlock(&o->lock);
+    weft__spin_unlock(&o->lock);
     return true;
 }
 
@@ -47,7 +47,7 @@ static unsigned sched_release(void *sched, weft__task_t *t)
 {
     weft__sched_t *s = sched;
     weft__owned_t *o = &s->owned[t->shard];
-    pthread_mutex_lock(&o->lock);
+    weft__spin_lock(&o->lock);
     if (t->owned_prev)
         t->owned_prev->owned_next = t->owned_next;
     else
@@ -56,7 +56,7 @@ static unsigned sched_release(void *sched, weft__task_t *t)
         t->owned_next->owned_prev = t->owned_prev;
     t->owned_prev = t->owned_next = NULL;
     o->count--;
-    pthread_mutex_unlock(&o->lock);
+    weft__spin_unlock(&o->lock);
     return 1;
 }
 

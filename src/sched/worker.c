@@ -127,7 +127,7 @@ void weft__sched_schedule(void *sched, weft__task_t *t, bool yield)
             t = prev;
         }
         weft__worker_push_back(w, t);
-        weft__sched_notify_parked(s);
+        weft__sched_notify_parked_local(s);
         return;
     }
     /* From outside this runtime's workers: back to the worker that last
@@ -251,7 +251,7 @@ static void run_task(weft__worker_t *w, weft__task_t *t)
         w->lifo = NULL;
         if (++lifo_polls > WEFT__LIFO_CAP || w->budget <= 0) {
             weft__worker_push_back(w, t);
-            weft__sched_notify_parked(w->s);
+            weft__sched_notify_parked_local(w->s);
             return;
         }
         weft__counter_inc(&w->polls);

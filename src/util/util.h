@@ -6,6 +6,9 @@
 #ifndef WEFT_UTIL_H
 #define WEFT_UTIL_H
 
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +41,47 @@ void __tsan_release(void *addr);
 #define WEFT__TSAN_ACQUIRE(p) ((void)0)
 #define WEFT__TSAN_RELEASE(p) ((void)0)
 #endif
+
+/*
+ * A test-and-test-and-set spinlock for critical sections of a few
+ * instructions (list link/unlink). Unlocking is a plain release store, so
+ * an uncontended lock/unlock costs one atomic RMW, half of a mutex's two.
+ * A waiter that spins too long yields the CPU, so a preempted holder is
+ * not spun against for a whole time slice.
+ */
+typedef struct weft__spin {
+    _Atomic bool held;
+} weft__spin_t;
+
+static inline void weft__spin_init(weft__spin_t *l)
+{
+    atomic_init(&l->held, false);
+}
+
+static inline void weft__spin_lock(weft__spin_t *l)
+{
+    for (unsigned n = 0;; n++) {
+        /* Acquire: pairs with the release in weft__spin_unlock, so the
+         * previous holder's writes are visible inside our section. */
+        if (!atomic_exchange_explicit(&l->held, true, memory_order_acquire))
+            return;
+        while (atomic_load_explicit(&l->held, memory_order_relaxed)) {
+            if (++n > 64) {
+                sched_yield();
+                n = 0;
+            }
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+    }
+}
+
+static inline void weft__spin_unlock(weft__spin_t *l)
+{
+    /* Release: publishes this section's writes to the next acquirer. */
+    atomic_store_explicit(&l->held, false, memory_order_release);
+}
 
 /* xorshift32: a cheap, non-cryptographic generator for steal victims. */
 static inline uint32_t weft__rng_next(uint32_t *s)
