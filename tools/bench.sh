@@ -12,10 +12,11 @@
 #   WORKERS="1 2"   worker counts (default: 1 .. nproc)
 #   REPEATS=3       runs per workload and worker count
 #   RUN_TIMEOUT=300 seconds allowed per run
-#   PEERS=1         afterwards also run ../shared/peers/run.sh for the same
-#                   workloads with RUNTIMES="weft tokio" (copied to
-#                   PEERS_WORKDIR, default /tmp/weft-peers, first) and print
-#                   its tables
+#   PEERS=1         afterwards also run peers/run.sh for the same workloads
+#                   (servers included) with RUNTIMES="weft tokio" and print
+#                   its tables; the peers folder (PEERS_SRC, default
+#                   ../shared/peers) is copied to PEERS_WORKDIR (default
+#                   /tmp/weft-peers, kept so Tokio is built only once)
 #
 # Servers (w10, w11) need a load generator: they are skipped in weft's own
 # table, and only peers/run.sh (PEERS=1) drives them.

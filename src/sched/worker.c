@@ -170,8 +170,14 @@ static weft__task_t *pop_inject(weft__worker_t *w)
     size_t n = weft__inject_pop_n(&s->inject, batch, want);
     if (n == 0)
         return NULL;
-    if (n > 1)
-        weft__ring_push_batch(&w->ring, (void *const *)&batch[1], (unsigned)(n - 1));
+    if (n > 1) {
+        /* `want` fits the free room (only we push; thieves only add room),
+         * but never drop a task if that reasoning is ever broken. */
+        unsigned pushed =
+            weft__ring_push_batch(&w->ring, (void *const *)&batch[1], (unsigned)(n - 1));
+        for (size_t i = 1 + pushed; i < n; i++)
+            weft__worker_push_back(w, batch[i]);
+    }
     return batch[0];
 }
 
