@@ -16,10 +16,10 @@
 
 typedef struct shared {
     weft_atomic_waker_t aw;
-    _Atomic int64_t woke_at;  /* set by the waker thread */
-    _Atomic int64_t ran_at;   /* set by the task */
-    _Atomic int round;        /* rounds completed by the task */
-    _Atomic int armed;        /* the task registered for the next round */
+    _Atomic int64_t woke_at; /* set by the waker thread */
+    _Atomic int64_t ran_at;  /* set by the task */
+    _Atomic int round;       /* rounds completed by the task */
+    _Atomic int armed;       /* the task registered for the next round */
     int total;
 } shared_t;
 

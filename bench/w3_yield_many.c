@@ -39,9 +39,9 @@ static weft_poll_t root_poll(void *state, weft_cx_t *cx, int64_t *out)
         r->t0 = weft_now();
         yielder_t init = {YIELDS, WEFT_YIELD_INIT};
         for (int i = 0; i < TASKS; i++)
-            bench_check(weft_spawn(weft_runtime_current(), &yielder_vt, &init, sizeof init,
-                                   &r->h[i]) == 0,
-                        "spawn");
+            bench_check(
+                weft_spawn(weft_runtime_current(), &yielder_vt, &init, sizeof init, &r->h[i]) == 0,
+                "spawn");
         r->spawned = 1;
     }
     while (r->next < TASKS) {

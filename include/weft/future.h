@@ -140,7 +140,9 @@ typedef struct weft_atomic_waker {
     weft_waker_t waker_;
 } weft_atomic_waker_t;
 
+// clang-format off
 #define WEFT_ATOMIC_WAKER_INIT {0, {NULL, NULL}}
+// clang-format on
 void weft_atomic_waker_init(weft_atomic_waker_t *aw);
 /* Store a clone of *w (dropping any older waker). 0 or -EINVAL. */
 int weft_atomic_waker_register(weft_atomic_waker_t *aw, const weft_waker_t *w);

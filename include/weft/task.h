@@ -40,8 +40,8 @@ typedef struct weft_task weft_task_t; /* a join handle; opaque */
  * -ENOMEM, or -ESHUTDOWN once shutdown has begun (the state is then not
  * copied and vt->drop is not called: the caller still owns what it holds).
  */
-int weft_spawn(weft_runtime_t *rt, const weft_future_vtable_t *vt, const void *state,
-               size_t size, weft_task_t **handle);
+int weft_spawn(weft_runtime_t *rt, const weft_future_vtable_t *vt, const void *state, size_t size,
+               weft_task_t **handle);
 
 /*
  * The join handle as a future: poll it from a task. Returns WEFT_PENDING

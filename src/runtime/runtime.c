@@ -77,8 +77,8 @@ int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out)
     return 0;
 }
 
-int weft_spawn(weft_runtime_t *rt, const weft_future_vtable_t *vt, const void *state,
-               size_t size, weft_task_t **handle)
+int weft_spawn(weft_runtime_t *rt, const weft_future_vtable_t *vt, const void *state, size_t size,
+               weft_task_t **handle)
 {
     if (handle)
         *handle = NULL;

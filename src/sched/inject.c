@@ -15,8 +15,7 @@ void weft__inject_destroy(weft__inject_t *q)
     pthread_mutex_destroy(&q->lock);
 }
 
-void weft__inject_push_batch(weft__inject_t *q, weft__task_t *first, weft__task_t *last,
-                             size_t n)
+void weft__inject_push_batch(weft__inject_t *q, weft__task_t *first, weft__task_t *last, size_t n)
 {
     last->next = NULL;
     pthread_mutex_lock(&q->lock);

@@ -25,8 +25,7 @@ typedef struct weft__inject {
 void weft__inject_init(weft__inject_t *q);
 void weft__inject_destroy(weft__inject_t *q);
 /* Push a linked batch first..last (last->next ignored) of n tasks. */
-void weft__inject_push_batch(weft__inject_t *q, weft__task_t *first, weft__task_t *last,
-                             size_t n);
+void weft__inject_push_batch(weft__inject_t *q, weft__task_t *first, weft__task_t *last, size_t n);
 static inline void weft__inject_push(weft__inject_t *q, weft__task_t *t)
 {
     weft__inject_push_batch(q, t, t, 1);

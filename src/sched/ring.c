@@ -192,6 +192,10 @@ unsigned weft__ring_claim_half(weft__ring_t *r, void **out)
     uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint32_t real = unpack_real(head);
 
+    /*
+     * The second test implies the first (tail - steal <= CAP, so steal !=
+     * real means tail - real < CAP); both are spelled out for the reader.
+     */
     if (unpack_steal(head) != real)
         return 0; /* a thief is copying; it will free room shortly */
     if (tail - real != WEFT__RING_CAP)
@@ -205,8 +209,7 @@ unsigned weft__ring_claim_half(weft__ring_t *r, void **out)
      * thief seeing real + HALF must read a tail at least that large).
      * Failure is relaxed: the value is discarded.
      */
-    if (!atomic_compare_exchange_strong_explicit(&r->head, &head,
-                                                 pack(real + HALF, real + HALF),
+    if (!atomic_compare_exchange_strong_explicit(&r->head, &head, pack(real + HALF, real + HALF),
                                                  memory_order_release, memory_order_relaxed))
         return 0;
     /* These slots are ours now and only we write slots: relaxed reads. */
@@ -326,6 +329,7 @@ void *weft__ring_steal_into(weft__ring_t *src, weft__ring_t *dst)
     uint32_t n;
     void *ret;
 
+    assert(src != dst);
     /* Refuse if dst is more than half full: it could not take a full half. */
     if (dst_tail - unpack_steal(dst_head) > HALF)
         return NULL;

@@ -50,15 +50,18 @@ void *weft__ring_pop(weft__ring_t *r);
  * Owner only, called when push failed because the ring is full: claim the
  * oldest half (WEFT__RING_CAP / 2 items) in one CAS and copy them to out[],
  * oldest first. Returns the count claimed, or 0 if a steal is in progress
- * (the thief will free room: retry the push) or the ring is no longer full.
+ * or the ring is no longer full. On 0 the thief will free room shortly:
+ * retry the push, or (Tokio's choice, no waiting) send just the new item to
+ * the inject queue.
  */
 unsigned weft__ring_claim_half(weft__ring_t *r, void **out);
 
 /*
- * Any thread but dst's owner is src's thief; the caller owns dst. Move half
- * of src's items (rounded up) into dst and return one of them for the
- * caller to run (it is not left in dst), or NULL if src was empty, a steal
- * from src was already in progress, or dst is more than half full.
+ * Any thread but src's owner is src's thief; the caller owns dst (src !=
+ * dst). Move half of src's items (rounded up) into dst and return one of
+ * them (the newest moved) for the caller to run (it is not left in dst), or
+ * NULL if src was empty, a steal from src was already in progress, or dst
+ * is more than half full.
  */
 void *weft__ring_steal_into(weft__ring_t *src, weft__ring_t *dst);
 

@@ -84,8 +84,7 @@ int weft__sched_start(weft__sched_t *s)
     for (unsigned i = 0; i < s->nworkers; i++) {
         char name[32];
         snprintf(name, sizeof name, "%.10s-w%u", s->name, i);
-        int rc = weft__thread_start(&s->workers[i].thread, weft__worker_main, &s->workers[i],
-                                    name);
+        int rc = weft__thread_start(&s->workers[i].thread, weft__worker_main, &s->workers[i], name);
         if (rc != 0) {
             stop_workers(s);
             return rc;
@@ -127,8 +126,8 @@ static size_t drain_queues(weft__sched_t *s)
         WEFT__TSAN_ACQUIRE(&w->inbox);
         while (e) {
             ck_stack_entry_t *nx = e->next;
-            weft__task_run(weft__container_of(e, weft__task_t, inbox_entry), &budget,
-                           (uint16_t)i, true);
+            weft__task_run(weft__container_of(e, weft__task_t, inbox_entry), &budget, (uint16_t)i,
+                           true);
             e = nx;
             n++;
         }

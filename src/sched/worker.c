@@ -145,8 +145,7 @@ bool weft__sched_has_work(weft__sched_t *s)
     if (weft__inject_len(&s->inject) > 0)
         return true;
     for (unsigned i = 0; i < s->nworkers; i++) {
-        if (!weft__ring_is_empty(&s->workers[i].ring) ||
-            !CK_STACK_ISEMPTY(&s->workers[i].inbox))
+        if (!weft__ring_is_empty(&s->workers[i].ring) || !CK_STACK_ISEMPTY(&s->workers[i].inbox))
             return true;
     }
     return false;
@@ -279,8 +278,7 @@ static void park(weft__worker_t *w)
         if (!atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
             break;
         uint32_t v = ck_ec32_value(&w->ec);
-        if (!CK_STACK_ISEMPTY(&w->inbox) ||
-            atomic_load_explicit(&s->stop, memory_order_seq_cst)) {
+        if (!CK_STACK_ISEMPTY(&w->inbox) || atomic_load_explicit(&s->stop, memory_order_seq_cst)) {
             weft__idle_unpark_self(s, w);
             break;
         }

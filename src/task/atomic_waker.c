@@ -36,8 +36,7 @@ int weft_atomic_waker_register(weft_atomic_waker_t *aw, const weft_waker_t *w)
          * acquire (on failure) orders a concurrent producer's writes before
          * the wake we then perform ourselves. */
         if (!atomic_compare_exchange_strong_explicit(&aw->state_, &exp, WAITING,
-                                                     memory_order_acq_rel,
-                                                     memory_order_acquire)) {
+                                                     memory_order_acq_rel, memory_order_acquire)) {
             /* A wake arrived while we registered (state REGISTERING|WAKING). */
             weft_waker_t mine = aw->waker_;
             aw->waker_ = WEFT_WAKER_NONE;

@@ -101,8 +101,7 @@ static void poll_held(weft__task_t *t, int *budget, uint16_t worker)
         complete(t);
         return;
     }
-    if (cx.yield_ &&
-        !(atomic_load_explicit(&t->state, memory_order_relaxed) & WEFT__CANCELLED)) {
+    if (cx.yield_ && !(atomic_load_explicit(&t->state, memory_order_relaxed) & WEFT__CANCELLED)) {
         /* Yield: re-queue at the back still holding RUNNING (task.h).
          * Relaxed is enough: a cancel we miss here is seen at the next
          * pop, which checks CANCELLED again before polling. */

@@ -108,8 +108,7 @@ static void th_drop(weft_waker_t *w)
 {
     (void)w;
 }
-static const weft_waker_vtable_t thread_waker_vtable = {th_clone, th_wake, th_wake_by_ref,
-                                                        th_drop};
+static const weft_waker_vtable_t thread_waker_vtable = {th_clone, th_wake, th_wake_by_ref, th_drop};
 
 int weft_task_join_wait(weft_task_t *h, int64_t deadline, int64_t *out)
 {

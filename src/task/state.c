@@ -93,16 +93,15 @@ bool weft__state_unset_waker_after_complete(weft__task_t *t)
     /* Hands the join_waker slot back to the handle; acq_rel pairs with the
      * handle's join_dropped CAS. Returns true if JOIN_INTEREST is gone, in
      * which case the runtime must drop the waker itself. */
-    uint64_t prev =
-        atomic_fetch_and_explicit(&t->state, ~WEFT__JOIN_WAKER, memory_order_acq_rel);
+    uint64_t prev = atomic_fetch_and_explicit(&t->state, ~WEFT__JOIN_WAKER, memory_order_acq_rel);
     return (prev & WEFT__JOIN_INTEREST) == 0;
 }
 
 bool weft__state_to_terminal(weft__task_t *t, unsigned count)
 {
     /* acq_rel: see ref_dec. */
-    uint64_t prev = atomic_fetch_sub_explicit(&t->state, count * WEFT__REF_ONE,
-                                              memory_order_acq_rel);
+    uint64_t prev =
+        atomic_fetch_sub_explicit(&t->state, count * WEFT__REF_ONE, memory_order_acq_rel);
     if (refs(prev) < count) {
         fprintf(stderr, "weft: task reference count underflow\n");
         abort();

@@ -76,9 +76,9 @@ typedef struct weft__task {
     weft_waker_t join_waker;                    /* see JOIN_WAKER */
     int64_t output;                             /* valid once COMPLETE */
     uint32_t magic;
-    uint16_t shard;      /* owned-list shard */
-    uint16_t worker;     /* worker that last polled it (inbox target) */
-    uint8_t size_class;  /* allocation cache class */
+    uint16_t shard;     /* owned-list shard */
+    uint16_t worker;    /* worker that last polled it (inbox target) */
+    uint8_t size_class; /* allocation cache class */
     uint8_t out_cancelled : 1;
     uint8_t yield_held : 1; /* queued while still holding RUNNING */
     uint8_t reserved_ : 6;
