@@ -119,9 +119,10 @@ bool weft__ring_push(weft__ring_t *r, void *item)
     atomic_store_explicit(slot(r, tail), item, memory_order_relaxed);
     /*
      * Release pairs with the acquire load of `tail` in steal_into: a thief
-     * that sees the new tail also sees the slot written above. Without it a
+     * that sees the new tail also sees the slot written above, and whatever
+     * we wrote before pushing (the task the item points to). Without it a
      * thief could copy the slot's stale content (an item already taken, or
-     * NULL) instead of `item`.
+     * NULL) instead of `item`, or run the task before its fields are visible.
      */
     atomic_store_explicit(&r->tail, tail + 1, memory_order_release);
     return true;
@@ -343,8 +344,9 @@ void *weft__ring_steal_into(weft__ring_t *src, weft__ring_t *dst)
         return ret;
     /*
      * Release pairs with the acquire load of dst->tail by thieves stealing
-     * from dst (steal_copy): they must see the slots copied above. Without
-     * it they could copy stale dst slots.
+     * from dst (steal_copy): they must see the slots copied above and,
+     * transitively (our acquire of src->tail), what src's owner wrote before
+     * pushing those items. Without it they could copy stale dst slots.
      */
     atomic_store_explicit(&dst->tail, dst_tail + n, memory_order_release);
     return ret;

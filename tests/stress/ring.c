@@ -73,12 +73,12 @@ static void fail(const char *fmt, ...)
     pthread_mutex_unlock(&fail_lock);
 }
 
-#define CHECK(cond)                                                                           \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            fprintf(stderr, "stress_ring: FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);      \
-            exit(1);                                                                          \
-        }                                                                                     \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "stress_ring: FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 static int64_t now_ns(void)
@@ -286,10 +286,18 @@ static void test_steal_in_progress(uint32_t base)
     CHECK(weft__ring_pop(src) == item_of(3));
     uint64_t h = atomic_load(&src->head);
     CHECK((uint32_t)(h >> 32) == base && (uint32_t)h == base + 4);
+    /* Slots base..base+3 are not free until the steal head passes them. */
+    void *more[8] = {item_of(900), item_of(901), item_of(902), item_of(903),
+                     item_of(904), item_of(905), item_of(906), item_of(907)};
     CHECK(!weft__ring_push(src, item_of(999)));
+    CHECK(weft__ring_push_batch(src, more, 8) == 0);
+    CHECK(weft__ring_remaining(src) == 0);
     /* The thief finishes (steal = real): room for 4. */
     set_indices(src, base + 4, base + 4, base + CAP);
     CHECK(weft__ring_remaining(src) == 4);
+    CHECK(weft__ring_push(src, item_of(CAP)));
+    CHECK(weft__ring_push_batch(src, more, 8) == 3);
+    set_indices(src, base + 4, base + 4, base + CAP);
     for (uintptr_t i = 0; i < 4; i++)
         CHECK(weft__ring_push(src, item_of(CAP + i)));
     CHECK(!weft__ring_push(src, item_of(999)));
@@ -490,17 +498,17 @@ static unsigned nthieves;
 static pthread_barrier_t start_line; /* owner and thieves start together */
 
 typedef struct stats {
-    uint64_t push_calls;   /* weft__ring_push calls (successful or not) */
-    uint64_t pushed;       /* items that entered a ring (push + batch) */
+    uint64_t push_calls; /* weft__ring_push calls (successful or not) */
+    uint64_t pushed;     /* items that entered a ring (push + batch) */
     uint64_t popped;
-    uint64_t claims;       /* claim_half returning 128 */
+    uint64_t claims; /* claim_half returning 128 */
     uint64_t claim_refused;
-    uint64_t steals;       /* successful steal_into */
-    uint64_t stolen;       /* items moved by those steals */
+    uint64_t steals; /* successful steal_into */
+    uint64_t stolen; /* items moved by those steals */
     uint64_t injected;
-    uint64_t from_inject;  /* items taken out of the inject list */
-    uint64_t dst_full;     /* steal attempts with our ring more than half full */
-    uint64_t throttled;    /* owner iterations without pushes (inject list long) */
+    uint64_t from_inject; /* items taken out of the inject list */
+    uint64_t dst_full;    /* steal attempts with our ring more than half full */
+    uint64_t throttled;   /* owner iterations without pushes (inject list long) */
 } stats_t;
 
 /*
@@ -534,7 +542,8 @@ static void consume(void *p)
     }
     if (payload[i].check != check_of(i)) {
         fail("item %" PRIuPTR ": payload %#" PRIx64 ", expected %#" PRIx64
-             " (producer's write not visible)", i, payload[i].check, check_of(i));
+             " (producer's write not visible)",
+             i, payload[i].check, check_of(i));
         return;
     }
     payload[i].check = ~check_of(i) ^ run_task(i);
@@ -551,8 +560,8 @@ static bool timed_out(const char *who)
 {
     if (now_ns() < deadline)
         return false;
-    fail("%s: wall-clock limit hit; consumed %" PRIu64 " of %u", who,
-         atomic_load(&consumed), ITEMS_PER_ROUND);
+    fail("%s: wall-clock limit hit; consumed %" PRIu64 " of %u", who, atomic_load(&consumed),
+         ITEMS_PER_ROUND);
     return true;
 }
 
@@ -649,7 +658,13 @@ static void *owner_main(void *arg)
             st->popped++;
             consume(p);
         }
-        if (((++iter & 15) == 0 || burst == 0) && weft__ring_len(owner_ring) < HALF)
+        /*
+         * Refill when low, and every 64th time whatever the length, so that
+         * push_batch also meets a nearly full ring with a steal in progress.
+         */
+        ++iter;
+        if ((((iter & 15) == 0 || burst == 0) && weft__ring_len(owner_ring) < HALF) ||
+            (iter & 63) == 0)
             owner_refill(st);
         if ((iter & 1023) == 0 && timed_out("owner"))
             return NULL;
@@ -817,11 +832,12 @@ static void run_round(unsigned thieves, stats_t *total)
         }
     }
     printf("stress_ring: thieves=%u items=%u push_calls=%" PRIu64 " pushed=%" PRIu64
-           " pops=%" PRIu64 " steals=%" PRIu64 " stolen=%" PRIu64
-           " dst_full=%" PRIu64 " claims=%" PRIu64 " claim_refused=%" PRIu64 " injected=%" PRIu64
-           " throttled=%" PRIu64 " ms=%.0f\n",
+           " pops=%" PRIu64 " steals=%" PRIu64 " stolen=%" PRIu64 " dst_full=%" PRIu64
+           " claims=%" PRIu64 " claim_refused=%" PRIu64 " injected=%" PRIu64 " throttled=%" PRIu64
+           " ms=%.0f\n",
            thieves, ITEMS_PER_ROUND, st.push_calls, st.pushed, st.popped, st.steals, st.stolen,
-           st.dst_full, st.claims, st.claim_refused, st.injected, st.throttled, (double)(now_ns() - t0) / 1e6);
+           st.dst_full, st.claims, st.claim_refused, st.injected, st.throttled,
+           (double)(now_ns() - t0) / 1e6);
     add_stats(total, &st);
 }
 
@@ -852,8 +868,9 @@ int main(void)
         return 1;
     }
     if (total.steals == 0 || total.claims == 0) {
-        fprintf(stderr, "stress_ring: FAIL: no steal (%" PRIu64 ") or no overflow (%" PRIu64
-                        ") happened\n", total.steals, total.claims);
+        fprintf(stderr,
+                "stress_ring: FAIL: no steal (%" PRIu64 ") or no overflow (%" PRIu64 ") happened\n",
+                total.steals, total.claims);
         return 1;
     }
     printf("stress_ring: OK %s rounds=%u items=%u push_calls=%" PRIu64 " pushed=%" PRIu64
