@@ -56,9 +56,26 @@ void weft__task_drop_ref(weft__task_t *t)
         dealloc(t);
 }
 
-/* Caller holds RUNNING; the output (or out_cancelled) is written. */
+/*
+ * Caller holds RUNNING; the output (or out_cancelled) is written.
+ * The task leaves the owned list first (the shutdown sweep never touches a
+ * RUNNING task, so this is safe) so that, with no join waker to wake, the
+ * state change and the reference drop are a single CAS.
+ */
 static void complete(weft__task_t *t)
 {
+    /* One reference for the running poll, one more if the owned list held
+     * one. */
+    unsigned n = 1 + t->sched->ops->release(t->sched, t);
+    switch (weft__state_complete_fast(t, n)) {
+    case WEFT__TR_COMPLETE_DONE:
+        return;
+    case WEFT__TR_COMPLETE_DEALLOC:
+        dealloc(t);
+        return;
+    case WEFT__TR_COMPLETE_SLOW:
+        break;
+    }
     uint64_t snap = weft__state_to_complete(t);
     if ((snap & WEFT__JOIN_INTEREST) && (snap & WEFT__JOIN_WAKER)) {
         /* The slot is published and stays readable while JOIN_WAKER is set. */
@@ -66,9 +83,6 @@ static void complete(weft__task_t *t)
         if (weft__state_unset_waker_after_complete(t))
             weft_waker_drop(&t->join_waker); /* the handle left meanwhile */
     }
-    /* One reference for the running poll, one more if the owned list held
-     * one. */
-    unsigned n = 1 + t->sched->ops->release(t->sched, t);
     if (weft__state_to_terminal(t, n))
         dealloc(t);
 }

@@ -88,6 +88,29 @@ uint64_t weft__state_to_complete(weft__task_t *t)
            (WEFT__RUNNING | WEFT__COMPLETE);
 }
 
+weft__tr_complete_t weft__state_complete_fast(weft__task_t *t, unsigned count)
+{
+    uint64_t cur = load(t);
+    for (;;) {
+        /* A published join waker must be woken between COMPLETE and the
+         * reference drop: take the two-step path. */
+        if ((cur & (WEFT__JOIN_INTEREST | WEFT__JOIN_WAKER)) ==
+            (WEFT__JOIN_INTEREST | WEFT__JOIN_WAKER))
+            return WEFT__TR_COMPLETE_SLOW;
+        if (refs(cur) < count) {
+            fprintf(stderr, "weft: task reference count underflow\n");
+            abort();
+        }
+        /* RUNNING -> COMPLETE and drop `count` references in one CAS.
+         * acq_rel: release publishes the output to the joiner (as in
+         * to_complete); acquire makes this thread see every write made
+         * through the other references before it may free the cell. */
+        uint64_t next = (cur ^ (WEFT__RUNNING | WEFT__COMPLETE)) - count * WEFT__REF_ONE;
+        if (cas(t, &cur, next))
+            return refs(next) == 0 ? WEFT__TR_COMPLETE_DEALLOC : WEFT__TR_COMPLETE_DONE;
+    }
+}
+
 bool weft__state_unset_waker_after_complete(weft__task_t *t)
 {
     /* Hands the join_waker slot back to the handle; acq_rel pairs with the

@@ -112,6 +112,14 @@ typedef enum {
 weft__tr_running_t weft__state_to_running(weft__task_t *t);
 weft__tr_idle_t weft__state_to_idle(weft__task_t *t);
 uint64_t weft__state_to_complete(weft__task_t *t);
+typedef enum {
+    WEFT__TR_COMPLETE_DONE,    /* complete, `count` references dropped */
+    WEFT__TR_COMPLETE_DEALLOC, /* as DONE, and they were the last */
+    WEFT__TR_COMPLETE_SLOW,    /* a join waker is published: nothing done */
+} weft__tr_complete_t;
+/* RUNNING -> COMPLETE and drop `count` references in one CAS, unless a
+ * join waker must be woken first. */
+weft__tr_complete_t weft__state_complete_fast(weft__task_t *t, unsigned count);
 bool weft__state_unset_waker_after_complete(weft__task_t *t);
 bool weft__state_to_terminal(weft__task_t *t, unsigned count);
 /* Wakers. Return true if the caller must schedule a Notified. */
