@@ -33,7 +33,7 @@ void weft__alloc_init(weft__sched_t *s)
     for (unsigned c = 0; c < WEFT__CACHE_CLASSES; c++) {
         pthread_mutex_init(&s->pool[c].lock, NULL);
         s->pool[c].head = NULL;
-        s->pool[c].count = 0;
+        atomic_init(&s->pool[c].count, 0);
     }
     pthread_mutex_init(&s->chunks_lock, NULL);
     s->chunks = NULL;
@@ -67,7 +67,8 @@ static weft__task_t *pool_take(weft__pool_t *p, unsigned max, unsigned *n)
     if (last)
         last->next = NULL;
     p->head = t;
-    p->count -= *n;
+    atomic_store_explicit(&p->count, atomic_load_explicit(&p->count, memory_order_relaxed) - *n,
+                          memory_order_relaxed);
     pthread_mutex_unlock(&p->lock);
     return *n ? head : NULL;
 }
@@ -77,7 +78,8 @@ static void pool_put(weft__pool_t *p, weft__task_t *first, weft__task_t *last, s
     pthread_mutex_lock(&p->lock);
     last->next = p->head;
     p->head = first;
-    p->count += n;
+    atomic_store_explicit(&p->count, atomic_load_explicit(&p->count, memory_order_relaxed) + n,
+                          memory_order_relaxed);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -144,7 +146,9 @@ weft__task_t *weft__cell_alloc(weft__sched_t *s, weft__worker_t *w, size_t total
         w->cache_n[c]--;
     } else {
         unsigned n = 0;
-        t = s->pool[c].count ? pool_take(&s->pool[c], w ? WEFT__CACHE_MAX / 2 : 1, &n) : NULL;
+        t = atomic_load_explicit(&s->pool[c].count, memory_order_relaxed)
+                ? pool_take(&s->pool[c], w ? WEFT__CACHE_MAX / 2 : 1, &n)
+                : NULL;
         if (t && w && n > 1) {
             w->cache[c] = t->next;
             w->cache_n[c] = n - 1;

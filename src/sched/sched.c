@@ -151,6 +151,9 @@ static bool sweep_one(weft__sched_t *s)
         for (weft__task_t *t = o->head; t; t = t->owned_next) {
             if (weft__state_to_shutdown(t)) {
                 weft__spin_unlock(&o->lock);
+                /* complete() drops a running reference and the owned
+                 * list's: no Notified brought one here, so take it. */
+                weft__state_ref_inc(t);
                 weft__task_cancel_running(t); /* unlinks it (release) */
                 return true;
             }

@@ -55,7 +55,7 @@ typedef struct weft__owned {
 typedef struct weft__pool {
     alignas(64) pthread_mutex_t lock;
     weft__task_t *head;
-    size_t count;
+    _Atomic size_t count; /* written under lock; read unlocked as a hint */
 } weft__pool_t;
 
 typedef struct weft__worker {

@@ -72,12 +72,22 @@ void weft__worker_push_back(weft__worker_t *w, weft__task_t *t)
     }
 }
 
+/*
+ * Lock-free emptiness peek at an inbox. CK_STACK_ISEMPTY is a plain read,
+ * a data race (C11; TSan reports it) against push_upmc's CAS: use an
+ * atomic load. Relaxed: the callers that need ordering fence first.
+ */
+static inline bool inbox_empty(ck_stack_t *st)
+{
+    return __atomic_load_n(&st->head, __ATOMIC_RELAXED) == NULL;
+}
+
 /* Move the inbox into the ring (FIFO order); returns how many moved. */
 static unsigned drain_inbox(weft__worker_t *w)
 {
     /* Unlocked emptiness peek; batch_pop_upmc's atomic swap acquires the
      * pushers' entries (ck pairs it with push_upmc's CAS). */
-    if (CK_STACK_ISEMPTY(&w->inbox))
+    if (inbox_empty(&w->inbox))
         return 0;
     ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&w->inbox);
     WEFT__TSAN_ACQUIRE(&w->inbox);
@@ -145,7 +155,7 @@ bool weft__sched_has_work(weft__sched_t *s)
     if (weft__inject_len(&s->inject) > 0)
         return true;
     for (unsigned i = 0; i < s->nworkers; i++) {
-        if (!weft__ring_is_empty(&s->workers[i].ring) || !CK_STACK_ISEMPTY(&s->workers[i].inbox))
+        if (!weft__ring_is_empty(&s->workers[i].ring) || !inbox_empty(&s->workers[i].inbox))
             return true;
     }
     return false;
@@ -278,7 +288,7 @@ static void park(weft__worker_t *w)
         if (!atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
             break;
         uint32_t v = ck_ec32_value(&w->ec);
-        if (!CK_STACK_ISEMPTY(&w->inbox) || atomic_load_explicit(&s->stop, memory_order_seq_cst)) {
+        if (!inbox_empty(&w->inbox) || atomic_load_explicit(&s->stop, memory_order_seq_cst)) {
             weft__idle_unpark_self(s, w);
             break;
         }

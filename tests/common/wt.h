@@ -93,6 +93,28 @@ static inline bool wt_wait_until(bool (*pred)(void *), void *arg, int64_t timeou
     }
 }
 
+/* xorshift32: cheap per-thread randomness for interleavings. */
+static inline uint32_t wt_rng(uint32_t *s)
+{
+    uint32_t x = *s ? *s : 0x9e3779b9u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *s = x;
+    return x;
+}
+
+/* Busy-wait for about ns nanoseconds (for racing a short window). */
+static inline void wt_spin_ns(int64_t ns)
+{
+    int64_t end = weft_now() + ns;
+    while (weft_now() < end) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+}
+
 /* Spin-wait (with sched_yield) on an atomic int reaching at least `want`. */
 static inline bool wt_wait_int_ge(_Atomic int *v, int want, int64_t timeout_ns)
 {
@@ -132,9 +154,9 @@ static inline weft_runtime_t *wt_runtime(unsigned workers)
 typedef struct wt_counts {
     _Atomic int polls;
     _Atomic int drops;
-    _Atomic int readies;   /* polls that returned WEFT_READY */
-    _Atomic int64_t id;    /* weft_task_current_id() seen in the last poll */
-    _Atomic int in_poll;   /* 1 while a poll runs */
+    _Atomic int readies; /* polls that returned WEFT_READY */
+    _Atomic int64_t id;  /* weft_task_current_id() seen in the last poll */
+    _Atomic int in_poll; /* 1 while a poll runs */
 } wt_counts_t;
 
 static inline void wt_counts_init(wt_counts_t *c)
@@ -196,8 +218,7 @@ static inline weft_poll_t wt_pending_poll(void *st, weft_cx_t *cx, int64_t *out)
     return WEFT_PENDING;
 }
 
-static const weft_future_vtable_t wt_pending_vt = {wt_pending_poll, wt_counted_drop,
-                                                   "wt_pending"};
+static const weft_future_vtable_t wt_pending_vt = {wt_pending_poll, wt_counted_drop, "wt_pending"};
 
 /* ---- wait for a flag ---------------------------------------------------------- */
 
@@ -258,12 +279,14 @@ typedef struct wt_yielder {
     wt_counts_t *c;
     int left;
     weft_yield_t y;
+    int n; /* polls of this task */
 } wt_yielder_t;
 
 static inline weft_poll_t wt_yielder_poll(void *st, weft_cx_t *cx, int64_t *out)
 {
     wt_yielder_t *s = st;
-    int n = atomic_fetch_add(&s->c->polls, 1) + 1;
+    atomic_fetch_add(&s->c->polls, 1);
+    int n = ++s->n;
     while (s->left > 0) {
         if (weft_yield_poll(&s->y, cx) == WEFT_PENDING)
             return WEFT_PENDING;
@@ -275,8 +298,7 @@ static inline weft_poll_t wt_yielder_poll(void *st, weft_cx_t *cx, int64_t *out)
     return WEFT_READY;
 }
 
-static const weft_future_vtable_t wt_yielder_vt = {wt_yielder_poll, wt_counted_drop,
-                                                   "wt_yielder"};
+static const weft_future_vtable_t wt_yielder_vt = {wt_yielder_poll, wt_counted_drop, "wt_yielder"};
 
 /* ---- spin in the poll until released (occupies a worker) ---------------------- */
 
@@ -299,16 +321,15 @@ static inline weft_poll_t wt_blocker_poll(void *st, weft_cx_t *cx, int64_t *out)
     return WEFT_READY;
 }
 
-static const weft_future_vtable_t wt_blocker_vt = {wt_blocker_poll, wt_counted_drop,
-                                                   "wt_blocker"};
+static const weft_future_vtable_t wt_blocker_vt = {wt_blocker_poll, wt_counted_drop, "wt_blocker"};
 
 /* ---- join another task from inside the runtime ------------------------------- */
 
 typedef struct wt_joiner {
     wt_counts_t *c;
-    weft_task_t *h;    /* consumed by the join */
-    _Atomic int *rc;   /* the join's final return code */
-    int64_t *joined;   /* the joined task's output (read after our own join) */
+    weft_task_t *h;  /* consumed by the join */
+    _Atomic int *rc; /* the join's final return code */
+    int64_t *joined; /* the joined task's output (read after our own join) */
 } wt_joiner_t;
 
 static inline weft_poll_t wt_joiner_poll(void *st, weft_cx_t *cx, int64_t *out)
@@ -326,8 +347,7 @@ static inline weft_poll_t wt_joiner_poll(void *st, weft_cx_t *cx, int64_t *out)
     return WEFT_READY;
 }
 
-static const weft_future_vtable_t wt_joiner_vt = {wt_joiner_poll, wt_counted_drop,
-                                                  "wt_joiner"};
+static const weft_future_vtable_t wt_joiner_vt = {wt_joiner_poll, wt_counted_drop, "wt_joiner"};
 
 /* ---- a waker for plain threads: counts and raises a flag --------------------- */
 
@@ -336,8 +356,8 @@ static const weft_future_vtable_t wt_joiner_vt = {wt_joiner_poll, wt_counted_dro
  * the counters say how often each operation ran.
  */
 typedef struct wt_thread_waker {
-    _Atomic int woken;  /* set by wake / wake_by_ref, cleared by the owner */
-    _Atomic int wakes;  /* wake (by value) calls */
+    _Atomic int woken; /* set by wake / wake_by_ref, cleared by the owner */
+    _Atomic int wakes; /* wake (by value) calls */
     _Atomic int wake_refs;
     _Atomic int clones;
     _Atomic int drops;
@@ -367,8 +387,8 @@ static inline void wt_tw_drop(weft_waker_t *w)
     atomic_fetch_add(&t->drops, 1);
 }
 
-static const weft_waker_vtable_t wt_thread_waker_vt = {wt_tw_clone, wt_tw_wake,
-                                                       wt_tw_wake_by_ref, wt_tw_drop};
+static const weft_waker_vtable_t wt_thread_waker_vt = {wt_tw_clone, wt_tw_wake, wt_tw_wake_by_ref,
+                                                       wt_tw_drop};
 
 static inline weft_waker_t wt_thread_waker(wt_thread_waker_t *t)
 {
