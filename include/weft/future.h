@@ -103,7 +103,9 @@ int weft_cx_init_child(weft_cx_t *child, weft_cx_t *parent, const weft_waker_t *
 /*
  * Leaf futures (anything that can complete without ever returning pending,
  * such as a channel with items queued) call this before doing work. It
- * returns 0 while the task's budget (128 operations per poll) lasts. When it
+ * returns 0 while the task's budget lasts: 128 operations per scheduler
+ * tick, shared by the task and any tasks it woke that run right after it
+ * from the worker's LIFO slot in the same tick. When it
  * is spent it wakes the task through cx and returns WEFT_PENDING: the leaf
  * must then return WEFT_PENDING itself, and the task goes to the back of the
  * run queue, so one busy task cannot starve a worker. -EINVAL if cx is NULL.

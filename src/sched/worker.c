@@ -8,11 +8,11 @@
  * with the same budget, at most WEFT__LIFO_CAP times; then it goes to the
  * back of the ring. Yields and wakes during a poll go to the back too.
  *
- * Fairness: with bounded poll times a woken task runs within a bounded
- * number of ticks: it is in the LIFO slot (runs within LIFO_CAP polls), in
- * the FIFO ring (at most 256 tasks ahead, each polled once, plus LIFO_CAP
- * successors each), or in the inbox / inject queue (checked every 61 ticks
- * and whenever the ring runs dry, and taken FIFO).
+ * Fairness (docs/scheduler.md states the bound): a woken task is in the
+ * LIFO slot (runs within LIFO_CAP polls), in a FIFO ring (each entry ahead
+ * polled once, plus LIFO_CAP successors), in the inbox (drained every 61
+ * ticks or when the ring runs dry) or in the inject queue, from which every
+ * 61 ticks a batch is taken so that all runnable tasks rotate.
  *
  * The calling thread's worker is kept in a thread-local read only through
  * noinline accessors (no TLS address may be cached across a coroutine
@@ -24,6 +24,13 @@
 #include "sched/sched.h"
 
 static _Thread_local weft__worker_t *current_worker;
+
+#ifdef WEFT__TSAN
+/* Pull src/util/tsan.c (the ck_stack suppressions) out of a static libweft. */
+const char *__tsan_default_suppressions(void);
+__attribute__((used)) static const char *(*const keep_tsan_suppressions)(void) =
+    __tsan_default_suppressions;
+#endif
 
 __attribute__((noinline)) weft__worker_t *weft__worker_current(void)
 {
@@ -194,10 +201,14 @@ static weft__task_t *next_task(weft__worker_t *w)
 {
     weft__task_t *t;
     if (w->tick % WEFT__GLOBAL_INTERVAL == 0) {
+        /* Remote work first, and a whole batch of it: taking one task per
+         * interval would let the ~128 tasks cycling through a busy ring
+         * take 61 polls for every one a task in the inject queue gets.
+         * The batch fills the ring, the next overflow sends the oldest half
+         * to the back of inject, and all runnable tasks rotate. */
         drain_inbox(w);
-        weft__task_t *one;
-        if (weft__inject_pop_n(&w->s->inject, &one, 1) == 1)
-            return one;
+        if ((t = pop_inject(w)))
+            return t;
     }
     if ((t = w->lifo)) {
         w->lifo = NULL;

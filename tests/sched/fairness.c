@@ -26,8 +26,8 @@
  *    running at the wake (2 workers), T goes to the back of a ring: at most
  *    R - 1 entries ahead. But if that ring is full, its oldest half and T
  *    move to the back of the inject queue, which can hold every other task
- *    (N + 1 at most) and gives a worker one task per I ticks while its ring
- *    is busy. A task taken from inject in a batch re-enters a ring with at
+ *    (N + 1 at most) and gives a worker at least one task (normally a
+ *    batch that fills its ring) per I ticks while its ring is busy. A task taken from inject in a batch re-enters a ring with at
  *    most R / 2 ahead.
  *   B_ticks = I + I * (N + 1) + 2 * R,   bound (polls) = (1 + L) * B_ticks.
  * The inject term dominates for N = 300 (the ring overflows); with a few
