@@ -26,10 +26,10 @@
 static _Thread_local weft__worker_t *current_worker;
 
 #ifdef WEFT__TSAN
-/* Pull src/util/tsan.c (the ck_stack suppressions) out of a static libweft. */
-const char *__tsan_default_suppressions(void);
-__attribute__((used)) static const char *(*const keep_tsan_suppressions)(void) =
-    __tsan_default_suppressions;
+/* Pull src/util/tsan.c (the ck_stack suppressions) out of a static libweft:
+ * its own symbol, since libtsan already satisfies the suppressions hook. */
+extern const int weft__tsan_anchor;
+__attribute__((used)) static const int *const keep_tsan_suppressions = &weft__tsan_anchor;
 #endif
 
 __attribute__((noinline)) weft__worker_t *weft__worker_current(void)

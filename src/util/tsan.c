@@ -12,6 +12,10 @@
 #include "util/util.h"
 
 #ifdef WEFT__TSAN
+/* Referenced from src/sched/worker.c so that a static link keeps this file. */
+extern const int weft__tsan_anchor;
+const int weft__tsan_anchor = 1;
+
 const char *__tsan_default_suppressions(void);
 
 const char *__tsan_default_suppressions(void)
