@@ -5,7 +5,13 @@
 
 void weft__inject_init(weft__inject_t *q)
 {
-    pthread_mutex_init(&q->lock, NULL);
+    /* Adaptive: workers hold the lock for a few dozen instructions, so a
+     * contender spins briefly instead of paying a futex sleep and wake. */
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&q->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
     q->head = q->tail = NULL;
     atomic_init(&q->len, 0);
 }

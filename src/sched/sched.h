@@ -36,6 +36,9 @@
 #define WEFT__BUDGET 128
 #define WEFT__GLOBAL_INTERVAL 61
 #define WEFT__LIFO_CAP 3
+#ifndef WEFT__FAIR_BATCH
+#define WEFT__FAIR_BATCH 4 /* inject tasks taken at each fairness check (docs/scheduler.md) */
+#endif
 #define WEFT__CACHE_CLASSES 8       /* cells of 64..512 bytes, by 64 */
 #define WEFT__CACHE_MAX 512         /* cells kept per class per worker */
 #define WEFT__CHUNK_SIZE (2u << 20) /* slab chunk (one huge page), carved into cells */

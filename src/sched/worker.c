@@ -170,13 +170,15 @@ bool weft__sched_has_work(weft__sched_t *s)
 
 /* ---- finding work -------------------------------------------------------------- */
 
-static weft__task_t *pop_inject(weft__worker_t *w)
+static weft__task_t *pop_inject(weft__worker_t *w, size_t cap)
 {
     weft__sched_t *s = w->s;
     size_t len = weft__inject_len(&s->inject);
     if (len == 0)
         return NULL;
     size_t want = len / s->nworkers + 1;
+    if (want > cap)
+        want = cap;
     unsigned room = weft__ring_remaining(&w->ring);
     if (want > room + 1)
         want = room + 1;
@@ -201,13 +203,14 @@ static weft__task_t *next_task(weft__worker_t *w)
 {
     weft__task_t *t;
     if (w->tick % WEFT__GLOBAL_INTERVAL == 0) {
-        /* Remote work first, and a whole batch of it: taking one task per
-         * interval would let the ~128 tasks cycling through a busy ring
-         * take 61 polls for every one a task in the inject queue gets.
-         * The batch fills the ring, the next overflow sends the oldest half
-         * to the back of inject, and all runnable tasks rotate. */
+        /* Remote work first, and a few tasks of it: taking one per
+         * interval lets the ~128 tasks cycling through a busy ring take 61
+         * polls for every one an inject task gets; taking a full batch
+         * makes every task migrate through the inject list (cold cells,
+         * a contended lock). WEFT__FAIR_BATCH is the measured middle
+         * (docs/scheduler.md, "Fairness guarantee"). */
         drain_inbox(w);
-        if ((t = pop_inject(w)))
+        if ((t = pop_inject(w, WEFT__FAIR_BATCH)))
             return t;
     }
     if ((t = w->lifo)) {
@@ -218,7 +221,7 @@ static weft__task_t *next_task(weft__worker_t *w)
         return t;
     if (drain_inbox(w) && (t = weft__ring_pop(&w->ring)))
         return t;
-    return pop_inject(w);
+    return pop_inject(w, WEFT__RING_CAP / 2);
 }
 
 static weft__task_t *steal_once(weft__worker_t *w)
@@ -236,7 +239,7 @@ static weft__task_t *steal_once(weft__worker_t *w)
             return t;
         }
     }
-    weft__task_t *t = pop_inject(w);
+    weft__task_t *t = pop_inject(w, WEFT__RING_CAP / 2);
     if (!t && drain_inbox(w))
         t = weft__ring_pop(&w->ring);
     return t;
