@@ -43,7 +43,8 @@
 #define WEFT__CACHE_MAX 512         /* cells kept per class per worker */
 #define WEFT__CHUNK_SIZE (2u << 20) /* slab chunk (one huge page), carved into cells */
 #define WEFT__ID_BLOCK 1024
-#define WEFT__SPIN_NS 30000 /* search this long before parking */
+#define WEFT__SPIN_NS 30000        /* search this long before parking */
+#define WEFT__STEAL_SINGLE_NS 5000 /* then also steal a peer's lone task */
 
 struct weft__sched;
 

@@ -224,7 +224,15 @@ static weft__task_t *next_task(weft__worker_t *w)
     return pop_inject(w, WEFT__RING_CAP / 2);
 }
 
-static weft__task_t *steal_once(weft__worker_t *w)
+/*
+ * One pass over the peers, then inject and our inbox. A ring holding a
+ * single task is left alone unless `take_single`: that task is usually a
+ * hand-off its owner is about to run (a chain of spawns, a ping-pong that
+ * hit the LIFO cap), and stealing it only moves its cache lines to another
+ * core. Searchers allow it after WEFT__STEAL_SINGLE_NS (Go waits 3 us
+ * before stealing a peer's runnext for the same reason).
+ */
+static weft__task_t *steal_once(weft__worker_t *w, bool take_single)
 {
     weft__sched_t *s = w->s;
     unsigned n = s->nworkers;
@@ -232,6 +240,8 @@ static weft__task_t *steal_once(weft__worker_t *w)
     for (unsigned i = 0; i < n; i++) {
         weft__worker_t *v = &s->workers[(start + i) % n];
         if (v == w)
+            continue;
+        if (!take_single && weft__ring_len(&v->ring) < 2)
             continue;
         weft__task_t *t = weft__ring_steal_into(&v->ring, &w->ring);
         if (t) {
@@ -250,17 +260,17 @@ static weft__task_t *steal_work(weft__worker_t *w)
 {
     if (!weft__idle_to_searching(w->s, w))
         return NULL;
-    int64_t until = 0;
+    int64_t start = 0, now = 0;
     for (unsigned round = 0;; round++) {
-        weft__task_t *t = steal_once(w);
+        weft__task_t *t = steal_once(w, now - start >= WEFT__STEAL_SINGLE_NS);
         if (t)
             return t;
         if (atomic_load_explicit(&w->s->stop, memory_order_relaxed))
             return NULL;
-        int64_t now = weft__time_now_ns();
+        now = weft__time_now_ns();
         if (round == 0)
-            until = now + WEFT__SPIN_NS;
-        else if (now >= until)
+            start = now;
+        else if (now - start >= WEFT__SPIN_NS)
             return NULL;
         for (int i = 0; i < 32; i++)
             weft__cpu_relax();
@@ -279,8 +289,9 @@ static void run_task(weft__worker_t *w, weft__task_t *t)
     for (unsigned lifo_polls = 0; (t = w->lifo) != NULL;) {
         w->lifo = NULL;
         if (++lifo_polls > WEFT__LIFO_CAP || w->budget <= 0) {
+            /* To the back of the ring, without waking a peer: this worker
+             * runs it soon itself, and one task is no reason to move. */
             weft__worker_push_back(w, t);
-            weft__sched_notify_parked_local(w->s);
             return;
         }
         weft__counter_inc(&w->polls);
