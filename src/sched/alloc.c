@@ -12,6 +12,14 @@
  * workers allocates and frees through the shared pool.
  * Cells larger than the biggest class use malloc/free.
  *
+ * A thread that is not a worker keeps a few cells of one runtime and one
+ * class in a thread-local cache (FOREIGN_CACHE_MAX), so a thread spawning
+ * or joining in a loop takes the pool lock once per batch, not per cell.
+ * The cache is tagged with the runtime's generation, a process-unique
+ * number never reused, so cells of a freed runtime are never handed out;
+ * cells left in a cache when its thread exits or turns to another runtime
+ * stay in their chunk until that runtime is freed.
+ *
  * Memory is retained: a burst of a million tasks keeps its cells (in the
  * pools) until weft_runtime_free. Counters (allocs/frees per worker,
  * foreign_* for other threads) tell, after shutdown, whether any cell is
@@ -28,8 +36,29 @@ static unsigned size_class(size_t total)
     return (unsigned)((total + 63) / 64) - 1; /* 64 -> 0, 128 -> 1, ... */
 }
 
+#define FOREIGN_CACHE_MAX 64
+
+static _Atomic uint64_t next_gen = 1;
+
+typedef struct foreign_cache {
+    uint64_t gen; /* 0: empty */
+    unsigned cls;
+    unsigned n;
+    weft__task_t *head;
+} foreign_cache_t;
+
+static _Thread_local foreign_cache_t fcache;
+
+/* noinline: no TLS address is kept across calls (coroutine-safe). */
+__attribute__((noinline)) static foreign_cache_t *foreign_cache(void)
+{
+    return &fcache;
+}
+
 void weft__alloc_init(weft__sched_t *s)
 {
+    /* Relaxed: only uniqueness matters. */
+    s->gen = atomic_fetch_add_explicit(&next_gen, 1, memory_order_relaxed);
     for (unsigned c = 0; c < WEFT__CACHE_CLASSES; c++) {
         pthread_mutex_init(&s->pool[c].lock, NULL);
         s->pool[c].head = NULL;
@@ -132,6 +161,59 @@ static weft__task_t *carve(weft__sched_t *s, weft__worker_t *w, unsigned c)
     return t;
 }
 
+/* Point this thread's cache at (s, c), returning what it held of s. */
+static foreign_cache_t *foreign_cache_for(weft__sched_t *s, unsigned c)
+{
+    foreign_cache_t *fc = foreign_cache();
+    if (fc->gen == s->gen && fc->cls == c)
+        return fc;
+    if (fc->gen == s->gen && fc->head) {
+        /* Same runtime, other class: give those back. */
+        weft__task_t *last = fc->head;
+        while (last->next)
+            last = last->next;
+        pool_put(&s->pool[fc->cls], fc->head, last, fc->n);
+    }
+    /* Another runtime's cells are abandoned in their chunks (see top). */
+    fc->gen = s->gen;
+    fc->cls = c;
+    fc->n = 0;
+    fc->head = NULL;
+    return fc;
+}
+
+static weft__task_t *foreign_alloc(weft__sched_t *s, unsigned c)
+{
+    foreign_cache_t *fc = foreign_cache_for(s, c);
+    if (!fc->head) {
+        unsigned n = 0;
+        if (atomic_load_explicit(&s->pool[c].count, memory_order_relaxed))
+            fc->head = pool_take(&s->pool[c], FOREIGN_CACHE_MAX, &n);
+        fc->n = n;
+        if (!fc->head)
+            return carve(s, NULL, c);
+    }
+    weft__task_t *t = fc->head;
+    fc->head = t->next;
+    fc->n--;
+    return t;
+}
+
+static void foreign_free(weft__sched_t *s, weft__task_t *t, unsigned c)
+{
+    foreign_cache_t *fc = foreign_cache_for(s, c);
+    t->next = fc->head;
+    fc->head = t;
+    if (++fc->n >= 2 * FOREIGN_CACHE_MAX) {
+        weft__task_t *first = fc->head, *last = first;
+        for (unsigned i = 1; i < FOREIGN_CACHE_MAX; i++)
+            last = last->next;
+        fc->head = last->next;
+        fc->n -= FOREIGN_CACHE_MAX;
+        pool_put(&s->pool[c], first, last, FOREIGN_CACHE_MAX);
+    }
+}
+
 weft__task_t *weft__cell_alloc(weft__sched_t *s, weft__worker_t *w, size_t total)
 {
     unsigned c = size_class(total);
@@ -144,6 +226,9 @@ weft__task_t *weft__cell_alloc(weft__sched_t *s, weft__worker_t *w, size_t total
     } else if (w && (t = w->cache[c]) != NULL) {
         w->cache[c] = t->next;
         w->cache_n[c]--;
+    } else if (!w) {
+        if (!(t = foreign_alloc(s, c)))
+            return NULL;
     } else {
         unsigned n = 0;
         t = atomic_load_explicit(&s->pool[c].count, memory_order_relaxed)
@@ -180,7 +265,7 @@ void weft__cell_free(weft__sched_t *s, weft__task_t *t)
         return;
     }
     if (!w) {
-        pool_put(&s->pool[c], t, t, 1);
+        foreign_free(s, t, c);
         return;
     }
     t->next = w->cache[c];

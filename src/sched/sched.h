@@ -115,6 +115,7 @@ typedef struct weft__sched {
     alignas(64) _Atomic bool closed;
     _Atomic bool stop;
     _Atomic int64_t id_next;
+    uint64_t gen;                   /* process-unique, never reused (alloc.c) */
     _Atomic int64_t foreign_allocs; /* cells allocated/freed off-worker */
     _Atomic int64_t foreign_frees;
     unsigned started; /* threads started */
