@@ -33,6 +33,8 @@ typedef struct weft_task weft_task_t; /* a join handle; opaque */
 
 /*
  * Spawn a stackless task on rt from any thread, inside the runtime or not.
+ * From one of rt's workers the task runs next on that worker (LIFO slot);
+ * from any other thread it goes to an awake worker's inbox.
  * vt->poll must be non-NULL; state may be NULL only when size is 0.
  * If handle is non-NULL it receives the join handle; if NULL the task is
  * detached from the start (the cheapest spawn).

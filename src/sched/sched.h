@@ -162,6 +162,8 @@ weft__worker_t *weft__worker_current(void);
 void weft__worker_set_current(weft__worker_t *w);
 void *weft__worker_main(void *arg);
 void weft__sched_schedule(void *sched, weft__task_t *t, bool yield);
+/* Any thread: queue t on worker w's inbox, unparking w if it sleeps. */
+void weft__sched_push_inbox(weft__sched_t *s, weft__worker_t *w, weft__task_t *t);
 /* Wake a sleeping worker if nobody searches (remote submitters). */
 void weft__sched_notify_parked(weft__sched_t *s);
 /* The same, after a push to the caller's own ring (no fence needed). */

@@ -115,11 +115,13 @@ static unsigned drain_inbox(weft__worker_t *w)
         rev = nx;
         n++;
     }
+    if (n > 1)
+        weft__sched_notify_parked_local(w->s); /* more than we run next */
     return n;
 }
 
 /* Any thread: hand t to worker w specifically. */
-static void push_inbox(weft__sched_t *s, weft__worker_t *w, weft__task_t *t)
+void weft__sched_push_inbox(weft__sched_t *s, weft__worker_t *w, weft__task_t *t)
 {
     WEFT__TSAN_RELEASE(&w->inbox);
     ck_stack_push_upmc(&w->inbox, &t->inbox_entry);
@@ -150,7 +152,7 @@ void weft__sched_schedule(void *sched, weft__task_t *t, bool yield)
     /* From outside this runtime's workers: back to the worker that last
      * polled it (its data is likely in that core's cache), else inject. */
     if (t->worker < s->nworkers) {
-        push_inbox(s, &s->workers[t->worker], t);
+        weft__sched_push_inbox(s, &s->workers[t->worker], t);
         return;
     }
     weft__inject_push(&s->inject, t);
