@@ -112,13 +112,16 @@ typedef struct weft__sched {
     weft__sched_config_t cfg;
     char name[12];
     void *user; /* the runtime that owns this scheduler */
+    /* Read by every worker on every tick: written only at shutdown. */
     alignas(64) _Atomic bool closed;
     _Atomic bool stop;
-    _Atomic int64_t id_next;
-    uint64_t gen;                   /* process-unique, never reused (alloc.c) */
+    unsigned started; /* threads started */
+    uint64_t gen;     /* process-unique, never reused (alloc.c) */
+    /* Written by threads outside the runtime on every spawn/free: kept off
+     * the line above so those writes do not bounce it between cores. */
+    alignas(64) _Atomic int64_t id_next;
     _Atomic int64_t foreign_allocs; /* cells allocated/freed off-worker */
     _Atomic int64_t foreign_frees;
-    unsigned started; /* threads started */
 } weft__sched_t;
 
 /* Create (threads not started). 0, -ENOMEM. */
