@@ -27,11 +27,10 @@
  *    R - 1 entries ahead. But if that ring is full, its oldest half and T
  *    move to the back of the inject queue, which can hold every other task
  *    (N + 1 at most) and gives a worker at least one task (normally a
- *    batch that fills its ring) per I ticks while its ring is busy. A task taken from inject in a batch re-enters a ring with at
- *    most R / 2 ahead.
- *   B_ticks = I + I * (N + 1) + 2 * R,   bound (polls) = (1 + L) * B_ticks.
- * The inject term dominates for N = 300 (the ring overflows); with a few
- * tasks the measured values are tiny. The maximum measured is logged.
+ *    batch that fills its ring) per I ticks while its ring is busy. A task taken from inject in a
+ * batch re-enters a ring with at most R / 2 ahead. B_ticks = I + I * (N + 1) + 2 * R,   bound
+ * (polls) = (1 + L) * B_ticks. The inject term dominates for N = 300 (the ring overflows); with a
+ * few tasks the measured values are tiny. The maximum measured is logged.
  */
 #include <criterion/criterion.h>
 

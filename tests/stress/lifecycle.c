@@ -19,6 +19,8 @@
  * message otherwise.
  */
 #include "common/wt.h"
+#define STRESS_NAME "stress_lifecycle"
+#include "common/stress.h"
 
 #include <inttypes.h>
 #include <semaphore.h>
@@ -37,24 +39,6 @@
 #define TIME_LIMIT_NS (150 * WT_SEC)
 
 static int64_t start_ns;
-
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "stress_lifecycle: FAIL: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-    _exit(1);
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            fail(__VA_ARGS__);                                                                     \
-    } while (0)
 
 /* ---- per-task bookkeeping ------------------------------------------------------------- */
 

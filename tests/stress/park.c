@@ -27,6 +27,8 @@
  * makes no progress for 10 s. Exit 0 on success, 1 with a message.
  */
 #include "common/wt.h"
+#define STRESS_NAME "stress_park"
+#include "common/stress.h"
 #include "runtime/runtime_internal.h"
 
 #include <inttypes.h>
@@ -49,24 +51,6 @@
 #define TIME_LIMIT_NS (170 * WT_SEC)
 
 static int64_t start_ns;
-
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "stress_park: FAIL: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-    _exit(1);
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            fail(__VA_ARGS__);                                                                     \
-    } while (0)
 
 /* ---- lanes ---------------------------------------------------------------------------- */
 

@@ -23,6 +23,8 @@
  * with a message otherwise.
  */
 #include "common/wt.h"
+#define STRESS_NAME "stress_spawn"
+#include "common/stress.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -41,24 +43,6 @@
 #define MAX_SLOTS (THREADS * TOP_PER_THREAD * (CHILDREN + 2))
 #define MAX_PAIRS (THREADS * TOP_PER_THREAD)
 #define TIME_LIMIT_NS (120 * WT_SEC)
-
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "stress_spawn: FAIL: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-    _exit(1);
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            fail(__VA_ARGS__);                                                                     \
-    } while (0)
 
 /* ---- slots -------------------------------------------------------------------------- */
 
