@@ -76,7 +76,8 @@ bool weft__idle_to_parked(weft__sched_t *s, weft__worker_t *w)
     s->idle.sleepers[s->idle.nsleepers++] = (uint16_t)w->index;
     w->wake_searching = false;
     /* seq_cst: pairs with the fence an inbox pusher issues before reading
-     * `sleeping` (sched.c): it sees us asleep or we see its task. */
+     * `sleeping` (worker.c, push_inbox): it sees us asleep or we see its
+     * task. */
     atomic_store_explicit(&w->sleeping, true, memory_order_seq_cst);
     pthread_mutex_unlock(&s->idle.lock);
     atomic_thread_fence(memory_order_seq_cst);
@@ -145,8 +146,11 @@ void weft__sched_unpark_worker(weft__sched_t *s, weft__worker_t *w)
     pthread_mutex_lock(&s->idle.lock);
     bool was = remove_sleeper(s, w->index);
     if (was) {
+        /* seq_cst, as every RMW of the handshake (file comment). */
         atomic_fetch_add_explicit(&s->idle.state, WEFT__IDLE_UNPARKED_ONE, memory_order_seq_cst);
         w->wake_searching = false;
+        /* seq_cst store: pairs with the parked worker's seq_cst load of
+         * `sleeping` (worker.c, park), after which it reads wake_searching. */
         atomic_store_explicit(&w->sleeping, false, memory_order_seq_cst);
     }
     pthread_mutex_unlock(&s->idle.lock);
@@ -158,6 +162,8 @@ void weft__idle_unpark_self(weft__sched_t *s, weft__worker_t *w)
 {
     pthread_mutex_lock(&s->idle.lock);
     if (remove_sleeper(s, w->index)) {
+        /* seq_cst, as every RMW of the handshake; the store mirrors
+         * weft__sched_unpark_worker (we are the only reader here). */
         atomic_fetch_add_explicit(&s->idle.state, WEFT__IDLE_UNPARKED_ONE, memory_order_seq_cst);
         w->wake_searching = false;
         atomic_store_explicit(&w->sleeping, false, memory_order_seq_cst);

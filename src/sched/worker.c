@@ -315,6 +315,9 @@ static void park(weft__worker_t *w)
         if (!atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
             break;
         uint32_t v = ck_ec32_value(&w->ec);
+        /* Read the counter before the checks: a push or stop after them
+         * increments it (ck_ec32_inc in unpark_worker), so the wait below
+         * returns. seq_cst on `stop` pairs with stop_workers' store. */
         if (!inbox_empty(&w->inbox) || atomic_load_explicit(&s->stop, memory_order_seq_cst)) {
             weft__idle_unpark_self(s, w);
             break;
@@ -335,8 +338,8 @@ void *weft__worker_main(void *arg)
     weft__task_mark_runtime_thread(true);
     if (s->cfg.on_thread_start)
         s->cfg.on_thread_start(w->index, s->cfg.hook_arg);
+    /* Acquire: pairs with the store of `stop` in stop_workers. */
     while (!atomic_load_explicit(&s->stop, memory_order_acquire)) {
-        /* Acquire: pairs with the release store of `stop` at shutdown. */
         w->tick++;
         weft__task_t *t = next_task(w);
         if (!t)
@@ -358,6 +361,9 @@ void *weft__worker_main(void *arg)
 
 bool weft__sched_stalled(weft__sched_t *s)
 {
+    /* seq_cst loads and fence: a diagnostic snapshot ordered like the
+     * parkers' own store-then-check, so "all asleep, work queued" is not
+     * an artefact of reordering the two reads. */
     for (unsigned i = 0; i < s->nworkers; i++)
         if (!atomic_load_explicit(&s->workers[i].sleeping, memory_order_seq_cst))
             return false;

@@ -54,6 +54,8 @@ static bool is_complete(weft__task_t *t)
  */
 static bool install_waker(weft__task_t *t, const weft_waker_t *w)
 {
+    /* Acquire: pairs with the completer's fetch_and of JOIN_WAKER, after
+     * which the slot is ours again and its old waker may be dropped. */
     uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
     if (s & WEFT__JOIN_WAKER) {
         if (weft_waker_will_wake(&t->join_waker, w))
