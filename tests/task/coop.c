@@ -11,6 +11,8 @@
 
 #define WAIT_NS (10 * WT_SEC)
 
+#include "common/held.h"
+
 /* ---- a poll log shared by the tasks of one test ------------------------------- */
 
 #define LOG_MAX 256
@@ -55,28 +57,6 @@ static weft_poll_t logged_yielder_poll(void *st, weft_cx_t *cx, int64_t *out)
 
 static const weft_future_vtable_t logged_yielder_vt = {logged_yielder_poll, wt_counted_drop,
                                                        "logged_yielder"};
-
-typedef struct held {
-    wt_counts_t c;
-    _Atomic int started, release;
-    weft_task_t *h;
-} held_t;
-
-static void hold_worker(weft_runtime_t *rt, held_t *b)
-{
-    wt_counts_init(&b->c);
-    atomic_init(&b->started, 0);
-    atomic_init(&b->release, 0);
-    wt_blocker_t st = {&b->c, &b->started, &b->release};
-    cr_assert_eq(weft_spawn(rt, &wt_blocker_vt, &st, sizeof st, &b->h), 0);
-    cr_assert(wt_wait_int_ge(&b->started, 1, WAIT_NS), "blocker never ran");
-}
-
-static void release_worker(held_t *b)
-{
-    atomic_store(&b->release, 1);
-    cr_assert_eq(weft_task_join_wait(b->h, weft_now() + WAIT_NS, NULL), 0);
-}
 
 Test(yield, yield_lets_queued_task_run, .timeout = 30)
 {

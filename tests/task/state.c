@@ -16,6 +16,8 @@
 
 #define WAIT_NS (10 * WT_SEC) /* watchdog for every bounded wait */
 
+#include "common/held.h"
+
 /* ---- a task that wakes itself during its first `k` polls ------------------ */
 
 enum wake_mode { BY_REF, BY_VALUE, BY_REF_TWICE };
@@ -249,30 +251,6 @@ Test(task_state, detach_then_runs_to_completion, .timeout = 30)
     wt_flag_destroy(&f); /* the last poll registered before returning READY */
     cr_assert_eq(wt_finish(rt), 0);
     cr_assert_eq(atomic_load(&c.drops), 1);
-}
-
-/* One worker, held by a blocker; returns the blocker's handle. */
-typedef struct held {
-    wt_counts_t c;
-    _Atomic int started, release;
-    weft_task_t *h;
-} held_t;
-
-static void hold_worker(weft_runtime_t *rt, held_t *b)
-{
-    wt_counts_init(&b->c);
-    atomic_init(&b->started, 0);
-    atomic_init(&b->release, 0);
-    wt_blocker_t st = {&b->c, &b->started, &b->release};
-    cr_assert_eq(weft_spawn(rt, &wt_blocker_vt, &st, sizeof st, &b->h), 0);
-    cr_assert(wt_wait_int_ge(&b->started, 1, WAIT_NS), "blocker never ran");
-}
-
-static void release_worker(held_t *b)
-{
-    atomic_store(&b->release, 1);
-    cr_assert_eq(weft_task_join_wait(b->h, weft_now() + WAIT_NS, NULL), 0);
-    cr_assert_eq(atomic_load(&b->c.drops), 1);
 }
 
 Test(task_state, drop_handle_before_first_poll, .timeout = 30)
