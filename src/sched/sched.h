@@ -174,6 +174,8 @@ void weft__sched_notify_parked_local(weft__sched_t *s);
 void weft__sched_unpark_worker(weft__sched_t *s, weft__worker_t *w);
 bool weft__sched_has_work(weft__sched_t *s);
 void weft__worker_push_back(weft__worker_t *w, weft__task_t *t);
+/* On w's own thread: queue t locally (LIFO slot unless yield). */
+void weft__worker_schedule(weft__worker_t *w, weft__task_t *t, bool yield);
 
 /* idle.c */
 bool weft__idle_to_searching(weft__sched_t *s, weft__worker_t *w);

@@ -100,7 +100,7 @@ int weft__sched_spawn(weft__sched_t *s, const weft_future_vtable_t *vt, const vo
     if (handle)
         *handle = t;
     if (w) {
-        weft__sched_schedule(s, t, false);
+        weft__worker_schedule(w, t, false);
     } else {
         /* From outside: into a worker's inbox. One CAS per spawn, and the
          * worker takes a whole burst with one swap, where a shared inject

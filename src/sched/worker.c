@@ -59,24 +59,20 @@ static void link_batch(weft__task_t **v, size_t n)
 /* Owner: push t to the back of the ring, moving half to inject when full. */
 void weft__worker_push_back(weft__worker_t *w, weft__task_t *t)
 {
-    for (;;) {
-        if (weft__ring_push(&w->ring, t))
-            return;
-        void *batch[WEFT__RING_CAP / 2 + 1];
-        unsigned n = weft__ring_claim_half(&w->ring, batch);
-        if (n == 0) {
-            /* A thief is freeing room, or already did: retry once, else
-             * send just this task to the inject queue. */
-            if (weft__ring_push(&w->ring, t))
-                return;
+    if (weft__ring_push(&w->ring, t))
+        return;
+    void *batch[WEFT__RING_CAP / 2 + 1];
+    unsigned n = weft__ring_claim_half(&w->ring, batch);
+    if (n == 0) {
+        /* A thief is freeing room, or already did: retry once, else send
+         * just this task to the inject queue. */
+        if (!weft__ring_push(&w->ring, t))
             weft__inject_push(&w->s->inject, t);
-            return;
-        }
-        batch[n++] = t;
-        link_batch((weft__task_t **)batch, n);
-        weft__inject_push_batch(&w->s->inject, batch[0], batch[n - 1], n);
         return;
     }
+    batch[n++] = t;
+    link_batch((weft__task_t **)batch, n);
+    weft__inject_push_batch(&w->s->inject, batch[0], batch[n - 1], n);
 }
 
 /*
@@ -133,20 +129,25 @@ void weft__sched_push_inbox(weft__sched_t *s, weft__worker_t *w, weft__task_t *t
         weft__sched_unpark_worker(s, w);
 }
 
+void weft__worker_schedule(weft__worker_t *w, weft__task_t *t, bool yield)
+{
+    if (!yield) {
+        weft__task_t *prev = w->lifo;
+        w->lifo = t;
+        if (!prev)
+            return; /* no notify: the worker runs it next */
+        t = prev;
+    }
+    weft__worker_push_back(w, t);
+    weft__sched_notify_parked_local(w->s);
+}
+
 void weft__sched_schedule(void *sched, weft__task_t *t, bool yield)
 {
     weft__sched_t *s = sched;
     weft__worker_t *w = weft__worker_current();
     if (w && w->s == s) {
-        if (!yield) {
-            weft__task_t *prev = w->lifo;
-            w->lifo = t;
-            if (!prev)
-                return; /* no notify: the worker runs it next */
-            t = prev;
-        }
-        weft__worker_push_back(w, t);
-        weft__sched_notify_parked_local(s);
+        weft__worker_schedule(w, t, yield);
         return;
     }
     /* From outside this runtime's workers: back to the worker that last

@@ -1,6 +1,6 @@
 /*
- * util.h - small helpers every layer may use: container_of, branch hints,
- * cache-line size, a per-thread xorshift generator.
+ * util.h - small helpers every layer may use: container_of, cache-line
+ * size, a spinlock, TSan annotations, a per-thread xorshift generator.
  * Header-only; no state, no syscalls.
  */
 #ifndef WEFT_UTIL_H
@@ -15,9 +15,6 @@
 #define WEFT__CACHELINE 64
 
 #define weft__container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-
-#define weft__likely(x) __builtin_expect(!!(x), 1)
-#define weft__unlikely(x) __builtin_expect(!!(x), 0)
 
 #define WEFT__ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((size_t)(a)-1))
 
