@@ -12,5 +12,6 @@
 #include <weft/future.h>
 #include <weft/task.h>
 #include <weft/runtime.h>
+#include <weft/coro.h>
 
 #endif /* WEFT_H */

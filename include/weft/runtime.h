@@ -38,7 +38,16 @@ typedef struct weft_config {
     void (*on_thread_start)(unsigned index, void *hook_arg);
     void (*on_thread_stop)(unsigned index, void *hook_arg);
     void *hook_arg;
+    /* Default coroutine stack size in bytes (weft/coro.h); 0 means 64 KiB.
+     * Must lie in [WEFT_STACK_MIN, WEFT_STACK_MAX]. */
+    size_t stack_size;
+    /* Finished coroutine stacks of the default size each worker keeps for
+     * reuse beyond the 16 it keeps resident (their pages are given back);
+     * 0 means 256, at most WEFT_STACK_CACHE_MAX. Others are unmapped. */
+    unsigned stack_cache;
 } weft_config_t;
+
+#define WEFT_STACK_CACHE_MAX 65536u
 
 /* Fill *cfg with the defaults. -EINVAL if cfg is NULL. */
 int weft_config_init(weft_config_t *cfg);
@@ -48,7 +57,8 @@ unsigned weft_default_workers(void);
 
 /*
  * Create a runtime and start its threads. cfg may be NULL for defaults.
- * 0, -EINVAL (workers > WEFT_MAX_WORKERS, NULL out), -ENOMEM, or the
+ * 0, -EINVAL (workers > WEFT_MAX_WORKERS, a stack_size or stack_cache out
+ * of range, NULL out), -ENOMEM, or the
  * negative errno of a failed thread creation (nothing is left running).
  */
 int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out);

@@ -2,8 +2,9 @@
  * platform.h - every system call weft makes goes through here.
  *
  * Owns: the monotonic clock, futex wait/wake, thread creation with names,
- * CPU counting (affinity mask and cgroup quota), and the ck_ec ops that let
- * ck's event counts sleep on futexes. Nothing above src/platform includes a
+ * CPU counting (affinity mask and cgroup quota), the ck_ec ops that let
+ * ck's event counts sleep on futexes, coroutine stack mappings and the
+ * fault handler that reports a stack overflow. Nothing above src/platform includes a
  * system header for a syscall or calls one directly.
  *
  * All functions return 0 (or a count) or a negative errno; none sets errno
@@ -66,6 +67,40 @@ void weft__pages_unmap(void *p, size_t size);
  * deadline, so a deadline < 1 s away can be overshot; see ec.c.
  */
 const struct ck_ec_mode *weft__ec_mode(void);
+
+/* ---- coroutine stacks (stack.c) ------------------------------------------ */
+
+/* The system page size. */
+size_t weft__page_size(void);
+/*
+ * Map len bytes (a multiple of the page size) of private, lazily allocated
+ * read-write memory, the lowest `guard` bytes made inaccessible. NULL on
+ * failure (no memory, or vm.max_map_count reached: each guarded stack is
+ * two mappings).
+ */
+void *weft__stack_map(size_t len, size_t guard);
+void weft__stack_unmap(void *p, size_t len);
+/* Give the pages of [p, p+len) back; they read as zero afterwards. */
+void weft__stack_discard(void *p, size_t len);
+
+/*
+ * Give the calling thread an alternate signal stack (so a fault on an
+ * exhausted coroutine stack can still be reported) and unblock SIGSEGV and
+ * SIGBUS in it. 0 or -errno. leave() restores the previous one.
+ */
+int weft__altstack_enter(void);
+void weft__altstack_leave(void);
+
+/*
+ * Fault hook: called in the SIGSEGV/SIGBUS handler with the fault address.
+ * If the fault is one weft explains, it writes a message of at most cap
+ * bytes to buf and returns its length; the process then dies of the signal
+ * after the message is written to stderr. Return 0 to pass the fault on to
+ * the previously installed handler. Must be async-signal-safe.
+ */
+typedef size_t (*weft__fault_hook_t)(void *addr, char *buf, size_t cap);
+/* Install the process-wide handler (once) with this hook. */
+void weft__fault_hook_install(weft__fault_hook_t hook);
 
 /* Spin-loop hint (pause on x86, yield on aarch64). */
 static inline void weft__cpu_relax(void)

@@ -54,12 +54,18 @@ int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out)
     }
     if (cfg->workers > WEFT_MAX_WORKERS)
         return -EINVAL;
+    if (cfg->stack_size && (cfg->stack_size < WEFT_STACK_MIN || cfg->stack_size > WEFT_STACK_MAX))
+        return -EINVAL;
+    if (cfg->stack_cache > WEFT_STACK_CACHE_MAX)
+        return -EINVAL;
     weft__sched_config_t sc = {
         .workers = cfg->workers ? cfg->workers : weft_default_workers(),
         .thread_name = cfg->thread_name && cfg->thread_name[0] ? cfg->thread_name : "weft",
         .on_thread_start = cfg->on_thread_start,
         .on_thread_stop = cfg->on_thread_stop,
         .hook_arg = cfg->hook_arg,
+        .stack_size = cfg->stack_size ? cfg->stack_size : WEFT__STACK_DEFAULT,
+        .stack_cache = cfg->stack_cache ? cfg->stack_cache : WEFT__STACK_CACHE_DEFAULT,
     };
     weft_runtime_t *rt = calloc(1, sizeof *rt);
     if (!rt)
@@ -85,6 +91,38 @@ int weft_spawn(weft_runtime_t *rt, const weft_future_vtable_t *vt, const void *s
     if (!rt)
         return -EINVAL;
     return weft__sched_spawn(rt->sched, vt, state, size, (weft__task_t **)handle);
+}
+
+int weft_spawn_coro(weft_runtime_t *rt, int (*fn)(void *), void *arg, const weft_coro_opts_t *opts,
+                    weft_task_t **handle)
+{
+    if (handle)
+        *handle = NULL;
+    if (!rt)
+        return -EINVAL;
+    weft__coro_t c;
+    int rc = weft__coro_prepare(&c, fn, arg, opts, rt->sched->cfg.stack_size);
+    if (rc != 0)
+        return rc;
+    return weft__sched_spawn(rt->sched, &weft__coro_vtable, &c, sizeof c, (weft__task_t **)handle);
+}
+
+int weft_runtime_run_coro(weft_runtime_t *rt, int (*fn)(void *), void *arg,
+                          const weft_coro_opts_t *opts, int *result)
+{
+    if (!rt || !fn)
+        return -EINVAL;
+    if (weft__task_on_runtime_thread())
+        return -EDEADLK;
+    weft_task_t *h;
+    int rc = weft_spawn_coro(rt, fn, arg, opts, &h);
+    if (rc != 0)
+        return rc;
+    int64_t out = 0;
+    rc = weft_task_join_wait(h, WEFT_FOREVER, &out);
+    if (rc == 0 && result)
+        *result = (int)out;
+    return rc;
 }
 
 int weft_runtime_run(weft_runtime_t *rt, const weft_future_vtable_t *vt, const void *state,

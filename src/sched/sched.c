@@ -52,6 +52,8 @@ int weft__sched_new(const weft__sched_config_t *cfg, void *user, weft__sched_t *
         ck_stack_init(&w->inbox);
         ck_ec32_init(&w->ec, 0);
         atomic_init(&w->sleeping, false);
+        atomic_init(&w->npinned, 0);
+        weft__stack_pool_init(&w->stacks, cfg->stack_size, cfg->stack_cache);
     }
     for (unsigned i = 0; i <= s->nworkers; i++) {
         memset(&s->owned[i], 0, sizeof s->owned[i]);
@@ -119,6 +121,10 @@ static size_t drain_queues(weft__sched_t *s)
             n++;
         }
         while ((t = weft__ring_pop(&w->ring))) {
+            weft__task_run(t, &budget, (uint16_t)i, true);
+            n++;
+        }
+        while ((t = weft__worker_pinned_take(w))) {
             weft__task_run(t, &budget, (uint16_t)i, true);
             n++;
         }
@@ -212,6 +218,8 @@ void weft__sched_free(weft__sched_t *s)
 {
     if (s->started)
         stop_workers(s);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        weft__stack_pool_destroy(&s->workers[i].stacks);
     weft__alloc_destroy(s); /* every cell lives in a chunk: no list walk */
     weft__inject_destroy(&s->inject);
     weft__idle_destroy(&s->idle);

@@ -5,6 +5,10 @@
  * Layout of a worker (one per thread, cache-line separated):
  *  - ring: the 256-slot SPMC run queue (ring.h); thieves touch only it.
  *  - lifo: the most recently spawned/woken task, run next (owner only).
+ *  - pinned list: started coroutines that must run on this worker
+ *    (task.h), FIFO, owner only; served alternately with the ring so
+ *    neither can starve the other. Thieves never see it.
+ *  - stacks: the worker's pool of coroutine stacks (src/coro), owner only.
  *  - inbox: a ck_stack of tasks other threads aimed at this worker; pushed
  *    by anyone (push_upmc), drained only by the owner (batch_pop_upmc).
  *  - ec: the event count the worker parks on; `sleeping` mirrors its entry
@@ -26,6 +30,7 @@
 #include <pthread.h>
 #include <stdalign.h>
 
+#include "coro/coro.h"
 #include "platform/platform.h"
 #include "sched/idle.h"
 #include "sched/inject.h"
@@ -73,6 +78,9 @@ typedef struct weft__worker {
     alignas(64) struct weft__sched *s;
     unsigned index;
     weft__task_t *lifo;
+    weft__task_t *pin_head, *pin_tail; /* pinned list, linked through next */
+    bool pin_turn;                     /* the next pick prefers the pinned list */
+    _Atomic uint32_t npinned;          /* owner writes; read racily */
     uint32_t tick;
     uint32_t rng;
     bool searching;
@@ -82,6 +90,7 @@ typedef struct weft__worker {
     char *bump, *bump_end; /* the worker's current slab chunk */
     int64_t next_id, id_end;
     int64_t allocs, frees;
+    weft__stack_pool_t stacks;
     /* Written only by the owner (load+store, no RMW); read racily. */
     _Atomic uint64_t polls, steals, parks;
     weft__thread_t thread;
@@ -97,6 +106,8 @@ typedef struct weft__sched_config {
     void (*on_thread_start)(unsigned, void *);
     void (*on_thread_stop)(unsigned, void *);
     void *hook_arg;
+    size_t stack_size;    /* default coroutine stack size */
+    unsigned stack_cache; /* pooled stacks per worker beyond the hot ones */
 } weft__sched_config_t;
 
 typedef struct weft__sched {
@@ -174,6 +185,8 @@ void weft__sched_notify_parked_local(weft__sched_t *s);
 void weft__sched_unpark_worker(weft__sched_t *s, weft__worker_t *w);
 bool weft__sched_has_work(weft__sched_t *s);
 void weft__worker_push_back(weft__worker_t *w, weft__task_t *t);
+/* After the workers stopped: pop w's pinned list (shutdown sweep). */
+weft__task_t *weft__worker_pinned_take(weft__worker_t *w);
 /* On w's own thread: queue t locally (LIFO slot unless yield). */
 void weft__worker_schedule(weft__worker_t *w, weft__task_t *t, bool yield);
 

@@ -56,9 +56,40 @@ static void link_batch(weft__task_t **v, size_t n)
         v[i]->next = v[i + 1];
 }
 
-/* Owner: push t to the back of the ring, moving half to inject when full. */
+static void pinned_push(weft__worker_t *w, weft__task_t *t)
+{
+    t->next = NULL;
+    if (w->pin_tail)
+        w->pin_tail->next = t;
+    else
+        w->pin_head = t;
+    w->pin_tail = t;
+    atomic_store_explicit(&w->npinned, atomic_load_explicit(&w->npinned, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static weft__task_t *pinned_pop(weft__worker_t *w)
+{
+    weft__task_t *t = w->pin_head;
+    if (!t)
+        return NULL;
+    w->pin_head = t->next;
+    if (!w->pin_head)
+        w->pin_tail = NULL;
+    t->next = NULL;
+    atomic_store_explicit(&w->npinned, atomic_load_explicit(&w->npinned, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    return t;
+}
+
+/* Owner: push t to the back of the ring (moving half to inject when full),
+ * or of the pinned list if t must stay here. */
 void weft__worker_push_back(weft__worker_t *w, weft__task_t *t)
 {
+    if (t->pinned) {
+        pinned_push(w, t);
+        return;
+    }
     if (weft__ring_push(&w->ring, t))
         return;
     void *batch[WEFT__RING_CAP / 2 + 1];
@@ -116,6 +147,12 @@ static unsigned drain_inbox(weft__worker_t *w)
     return n;
 }
 
+/* Shutdown, workers stopped: take the next task of w's pinned list. */
+weft__task_t *weft__worker_pinned_take(weft__worker_t *w)
+{
+    return pinned_pop(w);
+}
+
 /* Any thread: hand t to worker w specifically. */
 void weft__sched_push_inbox(weft__sched_t *s, weft__worker_t *w, weft__task_t *t)
 {
@@ -139,14 +176,15 @@ void weft__worker_schedule(weft__worker_t *w, weft__task_t *t, bool yield)
         t = prev;
     }
     weft__worker_push_back(w, t);
-    weft__sched_notify_parked_local(w->s);
+    if (!t->pinned)
+        weft__sched_notify_parked_local(w->s); /* a peer may take it */
 }
 
 void weft__sched_schedule(void *sched, weft__task_t *t, bool yield)
 {
     weft__sched_t *s = sched;
     weft__worker_t *w = weft__worker_current();
-    if (w && w->s == s) {
+    if (w && w->s == s && (!t->pinned || t->worker == w->index)) {
         weft__worker_schedule(w, t, yield);
         return;
     }
@@ -165,7 +203,9 @@ bool weft__sched_has_work(weft__sched_t *s)
     if (weft__inject_len(&s->inject) > 0)
         return true;
     for (unsigned i = 0; i < s->nworkers; i++) {
-        if (!weft__ring_is_empty(&s->workers[i].ring) || !inbox_empty(&s->workers[i].inbox))
+        weft__worker_t *w = &s->workers[i];
+        if (!weft__ring_is_empty(&w->ring) || !inbox_empty(&w->inbox) ||
+            atomic_load_explicit(&w->npinned, memory_order_relaxed))
             return true;
     }
     return false;
@@ -220,9 +260,15 @@ static weft__task_t *next_task(weft__worker_t *w)
         w->lifo = NULL;
         return t;
     }
+    if (w->pin_head) {
+        /* Alternate with the ring: each gets at least every other pick. */
+        w->pin_turn = !w->pin_turn;
+        if (w->pin_turn || weft__ring_is_empty(&w->ring))
+            return pinned_pop(w);
+    }
     if ((t = weft__ring_pop(&w->ring)))
         return t;
-    if (drain_inbox(w) && (t = weft__ring_pop(&w->ring)))
+    if (drain_inbox(w) && ((t = weft__ring_pop(&w->ring)) || (t = pinned_pop(w))))
         return t;
     return pop_inject(w, WEFT__RING_CAP / 2);
 }
@@ -253,8 +299,8 @@ static weft__task_t *steal_once(weft__worker_t *w, bool take_single)
         }
     }
     weft__task_t *t = pop_inject(w, WEFT__RING_CAP / 2);
-    if (!t && drain_inbox(w))
-        t = weft__ring_pop(&w->ring);
+    if (!t && drain_inbox(w) && !(t = weft__ring_pop(&w->ring)))
+        t = pinned_pop(w);
     return t;
 }
 
@@ -337,6 +383,9 @@ void *weft__worker_main(void *arg)
     weft__sched_t *s = w->s;
     weft__worker_set_current(w);
     weft__task_mark_runtime_thread(true);
+    /* Without an alternate signal stack an overflow is still caught by the
+     * guard page, only without the message: not worth failing the start. */
+    (void)weft__coro_thread_enter(&w->stacks);
     if (s->cfg.on_thread_start)
         s->cfg.on_thread_start(w->index, s->cfg.hook_arg);
     /* Acquire: pairs with the store of `stop` in stop_workers. */
@@ -355,6 +404,7 @@ void *weft__worker_main(void *arg)
         weft__idle_from_searching(s, w);
     if (s->cfg.on_thread_stop)
         s->cfg.on_thread_stop(w->index, s->cfg.hook_arg);
+    weft__coro_thread_leave();
     weft__task_mark_runtime_thread(false);
     weft__worker_set_current(NULL);
     return NULL;

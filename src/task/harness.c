@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include "coro/coro.h"
 #include "task/task.h"
 
 static _Thread_local int64_t current_id;
@@ -42,6 +43,7 @@ void weft__task_init(weft__task_t *t, weft__sched_base_t *sched, const weft_futu
     t->magic = WEFT__TASK_MAGIC;
     t->out_cancelled = 0;
     t->yield_held = 0;
+    t->pinned = 0;
 }
 
 static void dealloc(weft__task_t *t)
@@ -133,6 +135,13 @@ static void poll_held(weft__task_t *t, int *budget, uint16_t worker)
         dealloc(t);
         return;
     case WEFT__TR_IDLE_CANCELLED:
+        if (weft__task_is_coro(t)) {
+            /* Resume it so that it sees the cancel (task.h); re-queue
+             * still holding RUNNING, as a yield does. */
+            t->yield_held = 1;
+            t->sched->ops->schedule(t->sched, t, true);
+            return;
+        }
         weft__task_cancel_running(t);
         return;
     }
@@ -147,7 +156,7 @@ void weft__task_run(weft__task_t *t, int *budget, uint16_t worker, bool force_ca
         uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
         /* Acquire: pairs with the release RMW of a cancel that set
          * CANCELLED while the task sat in the queue. */
-        if (force_cancel || (s & WEFT__CANCELLED))
+        if (force_cancel || ((s & WEFT__CANCELLED) && !weft__task_is_coro(t)))
             weft__task_cancel_running(t);
         else
             poll_held(t, budget, worker);
@@ -160,7 +169,10 @@ void weft__task_run(weft__task_t *t, int *budget, uint16_t worker, bool force_ca
         poll_held(t, budget, worker);
         return;
     case WEFT__TR_CANCELLED:
-        weft__task_cancel_running(t);
+        if (weft__task_is_coro(t) && !force_cancel)
+            poll_held(t, budget, worker); /* it observes the cancel itself */
+        else
+            weft__task_cancel_running(t);
         return;
     case WEFT__TR_FAILED:
         return;

@@ -21,6 +21,13 @@
  *    the queue entry carries the lock, and the worker that pops it polls
  *    without a state transition. Nothing else sets RUNNING on a queued
  *    task while workers run (the shutdown sweep runs after they stop).
+ *  - `worker` and `pinned` are written only by the RUNNING holder; whoever
+ *    queues a Notified reads them after the state RMW that gave it the
+ *    Notified, which orders them. A pinned task is queued only where its
+ *    worker runs it: that worker's LIFO slot, pinned list or inbox.
+ *  - A coroutine task (src/coro) is never dropped for a cancel while the
+ *    workers run: it is polled, so that its awaits return -ECANCELED and
+ *    its own cleanup runs. Only the shutdown sweep (force_cancel) drops one.
  */
 #ifndef WEFT_TASK_TASK_H
 #define WEFT_TASK_TASK_H
@@ -81,7 +88,8 @@ typedef struct weft__task {
     uint8_t size_class; /* allocation cache class */
     uint8_t out_cancelled : 1;
     uint8_t yield_held : 1; /* queued while still holding RUNNING */
-    uint8_t reserved_ : 6;
+    uint8_t pinned : 1;     /* runs only on `worker` (a started coroutine) */
+    uint8_t reserved_ : 5;
     alignas(16) unsigned char data[];
 } weft__task_t;
 

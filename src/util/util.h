@@ -39,6 +39,15 @@ void __tsan_release(void *addr);
 #define WEFT__TSAN_RELEASE(p) ((void)0)
 #endif
 
+/* AddressSanitizer builds (coroutine switches tell it about stack changes). */
+#if defined(__SANITIZE_ADDRESS__)
+#define WEFT__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEFT__ASAN 1
+#endif
+#endif
+
 /*
  * A test-and-test-and-set spinlock for critical sections of a few
  * instructions (list link/unlink). Unlocking is a plain release store, so

@@ -1,0 +1,122 @@
+/*
+ * coro.h - coroutine tasks: a task whose future is a C function running on
+ * its own stack. Internal to weft.
+ *
+ * A coroutine task is an ordinary task (src/task) whose vtable is
+ * weft__coro_vtable and whose state is a weft__coro_t. Polling it resumes
+ * the stack; the poll returns when the function awaits a pending future
+ * (WEFT_PENDING) or returns (WEFT_READY, the function's int as output).
+ *
+ * Invariants:
+ *  - The stack is taken at the first poll, on the worker that runs it, and
+ *    given back when the function has returned (or when the task is dropped
+ *    unfinished at shutdown). Before its first poll a coroutine is a
+ *    plain stealable task; the first poll marks it pinned (task.h) unless
+ *    it was spawned migratable.
+ *  - Only the thread holding the task's RUNNING bit switches into the
+ *    stack, and RUNNING is released only after the switch back returned,
+ *    i.e. after the coroutine's registers are saved (harness.c).
+ *  - The current coroutine and the calling thread's stack pool are
+ *    thread-locals read only through noinline accessors, never cached
+ *    across a switch (a migratable coroutine may come back on another
+ *    thread). errno's value is saved before and restored after each
+ *    suspension, through noinline helpers.
+ *  - Cancellation is level-triggered: once the task is cancelled, every
+ *    await returns -ECANCELED without waiting.
+ */
+#ifndef WEFT_CORO_CORO_H
+#define WEFT_CORO_CORO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <weft/coro.h>
+
+#include "task/task.h"
+#include "util/util.h"
+
+/* Stack sizes: the default, and the accepted range (weft/coro.h). */
+#define WEFT__STACK_DEFAULT ((size_t)64 << 10)
+#define WEFT__STACK_HOT 16 /* pooled stacks per worker kept resident */
+#define WEFT__STACK_CACHE_DEFAULT 256
+
+/* The header at the top of every stack mapping (stack.c). */
+typedef struct weft__stack {
+    struct weft__stack *next; /* pool link */
+    char *map;                /* the mapping; its first page is the guard */
+    size_t map_len;
+    char *lo;    /* lowest usable byte (just above the guard) */
+    size_t size; /* the size asked for (the pool key) */
+    unsigned vg_id;
+} weft__stack_t;
+
+/* A worker's free stacks of the runtime's default size. Owner-only. */
+typedef struct weft__stack_pool {
+    weft__stack_t *hot, *cold; /* cold: pages given back */
+    unsigned nhot, ncold, cold_max;
+    size_t size;
+} weft__stack_pool_t;
+
+void weft__stack_pool_init(weft__stack_pool_t *p, size_t size, unsigned cold_max);
+/* Unmap every pooled stack; only with no thread using the pool. */
+void weft__stack_pool_destroy(weft__stack_pool_t *p);
+/* A stack of `size` usable bytes: from the calling thread's pool if it
+ * has one of that size, else a new mapping. NULL if mapping fails. */
+weft__stack_t *weft__stack_get(size_t size);
+/* Back to the calling thread's pool, or unmapped. */
+void weft__stack_put(weft__stack_t *st);
+/* Mappings made and not yet unmapped, process-wide (tests, diagnostics). */
+int64_t weft__stack_mapped(void);
+
+/* The calling thread's pool (NULL off the workers); noinline. */
+weft__stack_pool_t *weft__stack_pool_current(void);
+
+typedef struct weft__coro {
+    void *sp;        /* the coroutine's saved context while suspended */
+    void *caller_sp; /* the resuming thread's context while it runs */
+    weft_cx_t *cx;   /* the poll context while it runs */
+    weft__task_t *task;
+    weft__stack_t *stack; /* NULL until the first poll */
+    int (*fn)(void *);
+    void *arg;
+    size_t stack_size;
+    int result;
+    uint8_t migratable;
+    uint8_t started;
+    uint8_t done;
+    uint8_t cancel_seen; /* an await returned -ECANCELED */
+    int cancel_spins;    /* awaits answered -ECANCELED since the last switch */
+#ifdef WEFT__ASAN
+    void *asan_fake;
+    const void *asan_caller_lo;
+    size_t asan_caller_size;
+#endif
+#ifdef WEFT__TSAN
+    void *tsan_fiber, *tsan_caller;
+#endif
+    char name[WEFT_CORO_NAME_MAX + 1];
+} weft__coro_t;
+
+extern const weft_future_vtable_t weft__coro_vtable;
+
+/* Fill *c for a spawn; validates (-EINVAL) and resolves the stack size. */
+int weft__coro_prepare(weft__coro_t *c, int (*fn)(void *), void *arg,
+                       const weft_coro_opts_t *opts, size_t default_stack);
+
+/*
+ * Per worker thread: use `pool` for stacks and set up what reporting a
+ * stack overflow needs (alternate signal stack, fault handler). leave()
+ * undoes it. 0 or -errno.
+ */
+int weft__coro_thread_enter(weft__stack_pool_t *pool);
+void weft__coro_thread_leave(void);
+
+/* The coroutine running on this thread, or NULL; noinline. */
+weft__coro_t *weft__coro_current(void);
+
+static inline bool weft__task_is_coro(const weft__task_t *t)
+{
+    return t->fut == &weft__coro_vtable;
+}
+
+#endif /* WEFT_CORO_CORO_H */

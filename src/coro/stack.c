@@ -1,0 +1,212 @@
+/*
+ * stack.c - coroutine stacks: mapping, the per-worker pools, and the
+ * overflow report.
+ *
+ * A stack is one mapping: a guard page at the low end, the usable stack,
+ * and a weft__stack_t header in its highest bytes (the stack grows down,
+ * away from it). The header's page is touched by every coroutine anyway.
+ *
+ * Pools (one per worker, owner-only): stacks of the runtime's default size
+ * come back to the pool of the worker that finishes with them. The first
+ * WEFT__STACK_HOT are kept as they are (their touched pages stay resident,
+ * so reuse faults nothing in); the next `cold_max` have their pages given
+ * back (MADV_DONTNEED) first; beyond that a stack is unmapped. A get takes
+ * a hot stack before a cold one. Stacks of other sizes are not pooled.
+ *
+ * Valgrind: each mapping is registered as a stack (VALGRIND_STACK_REGISTER)
+ * while it exists, when <valgrind/valgrind.h> is available at build time.
+ */
+#include <stdio.h>
+
+#include "coro/coro.h"
+#include "platform/platform.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define WEFT__VALGRIND 1
+#endif
+#endif
+
+#ifdef WEFT__ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+static _Atomic int64_t mapped;
+static _Thread_local weft__stack_pool_t *thread_pool;
+
+int64_t weft__stack_mapped(void)
+{
+    return atomic_load_explicit(&mapped, memory_order_relaxed);
+}
+
+__attribute__((noinline)) weft__stack_pool_t *weft__stack_pool_current(void)
+{
+    return thread_pool;
+}
+
+__attribute__((noinline)) static void set_pool(weft__stack_pool_t *p)
+{
+    thread_pool = p;
+}
+
+static weft__stack_t *stack_new(size_t size)
+{
+    size_t page = weft__page_size();
+    size_t len = WEFT__ALIGN_UP(size, page) + page;
+    char *map = weft__stack_map(len, page);
+    if (!map)
+        return NULL;
+    weft__stack_t *st =
+        (weft__stack_t *)((uintptr_t)(map + len - sizeof(weft__stack_t)) & ~(uintptr_t)63);
+    st->next = NULL;
+    st->map = map;
+    st->map_len = len;
+    st->lo = map + page;
+    st->size = size;
+    st->vg_id = 0;
+#ifdef WEFT__VALGRIND
+    st->vg_id = VALGRIND_STACK_REGISTER(st->lo, (char *)st);
+#endif
+    atomic_fetch_add_explicit(&mapped, 1, memory_order_relaxed);
+    return st;
+}
+
+static void stack_free(weft__stack_t *st)
+{
+#ifdef WEFT__VALGRIND
+    VALGRIND_STACK_DEREGISTER(st->vg_id);
+#endif
+    atomic_fetch_sub_explicit(&mapped, 1, memory_order_relaxed);
+    weft__stack_unmap(st->map, st->map_len);
+}
+
+void weft__stack_pool_init(weft__stack_pool_t *p, size_t size, unsigned cold_max)
+{
+    p->hot = p->cold = NULL;
+    p->nhot = p->ncold = 0;
+    p->cold_max = cold_max;
+    p->size = size;
+}
+
+void weft__stack_pool_destroy(weft__stack_pool_t *p)
+{
+    weft__stack_t *lists[2] = {p->hot, p->cold};
+    for (int i = 0; i < 2; i++) {
+        for (weft__stack_t *st = lists[i], *nx; st; st = nx) {
+            nx = st->next;
+            stack_free(st);
+        }
+    }
+    p->hot = p->cold = NULL;
+    p->nhot = p->ncold = 0;
+}
+
+weft__stack_t *weft__stack_get(size_t size)
+{
+    weft__stack_pool_t *p = weft__stack_pool_current();
+    if (p && p->size == size) {
+        weft__stack_t *st;
+        if ((st = p->hot)) {
+            p->hot = st->next;
+            p->nhot--;
+            return st;
+        }
+        if ((st = p->cold)) {
+            p->cold = st->next;
+            p->ncold--;
+            return st;
+        }
+    }
+    return stack_new(size);
+}
+
+void weft__stack_put(weft__stack_t *st)
+{
+#ifdef WEFT__ASAN
+    /* Frames that never returned (the entry's, an abandoned coroutine's)
+     * leave poisoned redzones behind; the next user must start clean. */
+    ASAN_UNPOISON_MEMORY_REGION(st->lo, (size_t)((char *)st - st->lo));
+#endif
+    weft__stack_pool_t *p = weft__stack_pool_current();
+    if (p && p->size == st->size) {
+        if (p->nhot < WEFT__STACK_HOT) {
+            st->next = p->hot;
+            p->hot = st;
+            p->nhot++;
+            return;
+        }
+        if (p->ncold < p->cold_max) {
+            /* Everything below the header's page: the header stays. */
+            size_t page = weft__page_size();
+            char *keep = (char *)((uintptr_t)st & ~(uintptr_t)(page - 1));
+            weft__stack_discard(st->lo, (size_t)(keep - st->lo));
+            st->next = p->cold;
+            p->cold = st;
+            p->ncold++;
+            return;
+        }
+    }
+    stack_free(st);
+}
+
+/* ---- overflow report (async-signal-safe) -------------------------------------- */
+
+static size_t put_str(char *buf, size_t n, size_t cap, const char *s)
+{
+    while (*s && n < cap)
+        buf[n++] = *s++;
+    return n;
+}
+
+static size_t put_u64(char *buf, size_t n, size_t cap, uint64_t v, unsigned base)
+{
+    char tmp[24];
+    size_t k = 0;
+    do {
+        tmp[k++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    while (k && n < cap)
+        buf[n++] = tmp[--k];
+    return n;
+}
+
+/* A fault this far below the guard page still counts as an overflow: a
+ * frame bigger than a page can step over the guard. */
+#define OVERFLOW_SLACK ((uintptr_t)64 << 10)
+
+static size_t describe_fault(void *addr, char *buf, size_t cap)
+{
+    weft__coro_t *c = weft__coro_current();
+    if (!c || !c->stack)
+        return 0;
+    uintptr_t a = (uintptr_t)addr, lo = (uintptr_t)c->stack->map;
+    uintptr_t hi = (uintptr_t)c->stack->lo;
+    if (a >= hi || a + OVERFLOW_SLACK < lo)
+        return 0;
+    size_t n = put_str(buf, 0, cap, "weft: coroutine task ");
+    n = put_u64(buf, n, cap, (uint64_t)(c->task ? c->task->id : 0), 10);
+    n = put_str(buf, n, cap, " \"");
+    n = put_str(buf, n, cap, c->name);
+    n = put_str(buf, n, cap, "\" overflowed its ");
+    n = put_u64(buf, n, cap, c->stack->size, 10);
+    n = put_str(buf, n, cap, "-byte stack (fault at 0x");
+    n = put_u64(buf, n, cap, a, 16);
+    n = put_str(buf, n, cap, a >= lo ? ", in the guard page" : ", below the guard page");
+    n = put_str(buf, n, cap, "); give it a larger stack_size\n");
+    return n;
+}
+
+int weft__coro_thread_enter(weft__stack_pool_t *pool)
+{
+    set_pool(pool);
+    weft__fault_hook_install(describe_fault);
+    return weft__altstack_enter();
+}
+
+void weft__coro_thread_leave(void)
+{
+    weft__altstack_leave();
+    set_pool(NULL);
+}

@@ -1,0 +1,179 @@
+/*
+ * stack.c - memory for coroutine stacks, and the fault hook that turns a
+ * stack overflow into a message.
+ *
+ * Owns: the mappings (mmap with a PROT_NONE guard at the low end), giving
+ * pages back (MADV_DONTNEED), per-thread alternate signal stacks, and one
+ * process-wide SIGSEGV/SIGBUS handler. The handler asks a hook (set by
+ * src/coro) to describe the fault; if the hook claims it, the message is
+ * written to stderr and the default action is restored, so the re-executed
+ * access kills the process with SIGSEGV (core dump as usual). A fault the
+ * hook does not claim goes to the handler that was installed before ours.
+ *
+ * Invariant: the handler is installed at most once per process and never
+ * removed; the hook pointer is written before installation and read only
+ * by the handler.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "platform/platform.h"
+
+size_t weft__page_size(void)
+{
+    static _Atomic size_t cached;
+    size_t p = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (!p) {
+        long v = sysconf(_SC_PAGESIZE);
+        p = v > 0 ? (size_t)v : 4096;
+        atomic_store_explicit(&cached, p, memory_order_relaxed);
+    }
+    return p;
+}
+
+void *weft__stack_map(size_t len, size_t guard)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (guard && mprotect(p, guard, PROT_NONE) != 0) {
+        munmap(p, len);
+        return NULL;
+    }
+    return p;
+}
+
+void weft__stack_unmap(void *p, size_t len)
+{
+    if (p)
+        munmap(p, len);
+}
+
+void weft__stack_discard(void *p, size_t len)
+{
+    if (len)
+        madvise(p, len, MADV_DONTNEED); /* advice: failure only keeps the pages */
+}
+
+/* ---- alternate signal stacks ------------------------------------------------ */
+
+#define ALT_SIZE ((size_t)64 << 10)
+
+typedef struct altstack {
+    stack_t old;
+    void *mem;
+    size_t size;
+} altstack_t;
+
+static _Thread_local altstack_t alt;
+
+int weft__altstack_enter(void)
+{
+    altstack_t *a = &alt;
+    if (a->mem)
+        return 0;
+    size_t sz = ALT_SIZE;
+    long min = sysconf(_SC_SIGSTKSZ);
+    if (min > 0 && (size_t)min * 4 > sz)
+        sz = (size_t)min * 4;
+    void *mem = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        return -ENOMEM;
+    stack_t ss = {.ss_sp = mem, .ss_size = sz, .ss_flags = 0};
+    if (sigaltstack(&ss, &a->old) != 0) {
+        int e = errno;
+        munmap(mem, sz);
+        return -e;
+    }
+    a->mem = mem;
+    a->size = sz;
+    /* Workers start with every signal blocked; a blocked synchronous fault
+     * would kill the process without running any handler. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGSEGV);
+    sigaddset(&set, SIGBUS);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    return 0;
+}
+
+void weft__altstack_leave(void)
+{
+    altstack_t *a = &alt;
+    if (!a->mem)
+        return;
+    stack_t cur;
+    if (a->old.ss_flags & SS_DISABLE) {
+        cur = (stack_t){.ss_flags = SS_DISABLE};
+        sigaltstack(&cur, NULL);
+    } else {
+        sigaltstack(&a->old, NULL);
+    }
+    stack_t ss;
+    if (sigaltstack(NULL, &ss) == 0 && ss.ss_sp == a->mem)
+        return; /* still in use (cannot happen outside a handler): keep it */
+    munmap(a->mem, a->size);
+    a->mem = NULL;
+}
+
+/* ---- the fault handler ---------------------------------------------------------- */
+
+/* Relaxed: written before the handler is installed (pthread_once orders
+ * that), read by the handler; a lock-free atomic is async-signal-safe. */
+static _Atomic(weft__fault_hook_t) fault_hook;
+static struct sigaction old_segv, old_bus;
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+
+static void chain(int sig, siginfo_t *si, void *uc)
+{
+    const struct sigaction *old = sig == SIGBUS ? &old_bus : &old_segv;
+    if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
+        old->sa_sigaction(sig, si, uc);
+        return;
+    }
+    if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+        return;
+    }
+    /* Default action: restore it; returning re-executes the access. */
+    signal(sig, SIG_DFL);
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+    int saved = errno;
+    char msg[256];
+    weft__fault_hook_t hook = atomic_load_explicit(&fault_hook, memory_order_relaxed);
+    size_t n = hook ? hook(si->si_addr, msg, sizeof msg) : 0;
+    if (n > 0) {
+        ssize_t w = write(STDERR_FILENO, msg, n);
+        (void)w;
+        signal(sig, SIG_DFL); /* the retried access now kills the process */
+        errno = saved;
+        return;
+    }
+    chain(sig, si, uc);
+    errno = saved;
+}
+
+static void install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+}
+
+void weft__fault_hook_install(weft__fault_hook_t hook)
+{
+    atomic_store_explicit(&fault_hook, hook, memory_order_relaxed);
+    pthread_once(&fault_once, install);
+}
