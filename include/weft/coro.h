@@ -24,8 +24,12 @@
  * from then on it stays on that worker, so thread-local state (errno, TLS
  * caches of the code it calls) stays valid across awaits. A coroutine
  * spawned migratable may resume on another worker after any await: it must
- * not hold the address of a thread-local (including &errno) across an
- * await. errno's value is preserved across every await in both cases.
+ * not hold the address of a thread-local across an await, and compilers
+ * compute &errno once per function, so a migratable coroutine that reads
+ * errno after an await in the same function must read it through a
+ * function that is not inlined. errno's value is preserved across every
+ * await in both cases (the runtime saves it and restores it on the thread
+ * that resumes the coroutine).
  *
  * Cancellation (weft_task_cancel, or runtime shutdown) is delivered at
  * awaits and is level-triggered: the await the coroutine is blocked in, and
@@ -83,8 +87,8 @@ typedef struct weft_coro_opts {
  * Returns 0, -EINVAL (NULL rt or fn, stack_size outside
  * [WEFT_STACK_MIN, WEFT_STACK_MAX] and not 0), -ENOMEM, or -ESHUTDOWN.
  */
-int weft_spawn_coro(weft_runtime_t *rt, int (*fn)(void *), void *arg,
-                    const weft_coro_opts_t *opts, weft_task_t **handle);
+int weft_spawn_coro(weft_runtime_t *rt, int (*fn)(void *), void *arg, const weft_coro_opts_t *opts,
+                    weft_task_t **handle);
 
 /*
  * Run the future (vt, state) to completion from a coroutine: poll it with

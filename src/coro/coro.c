@@ -109,8 +109,7 @@ static void resume(weft__coro_t *c)
     set_current(c);
 #ifdef WEFT__ASAN
     void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, c->stack->lo,
-                                   (size_t)((char *)c->stack - c->stack->lo));
+    __sanitizer_start_switch_fiber(&fake, c->stack->lo, (size_t)((char *)c->stack - c->stack->lo));
 #endif
 #ifdef WEFT__TSAN
     c->tsan_caller = __tsan_get_current_fiber();
@@ -185,8 +184,8 @@ static void coro_drop(void *state)
 
 const weft_future_vtable_t weft__coro_vtable = {coro_poll, coro_drop, "coroutine"};
 
-int weft__coro_prepare(weft__coro_t *c, int (*fn)(void *), void *arg,
-                       const weft_coro_opts_t *opts, size_t default_stack)
+int weft__coro_prepare(weft__coro_t *c, int (*fn)(void *), void *arg, const weft_coro_opts_t *opts,
+                       size_t default_stack)
 {
     if (!fn)
         return -EINVAL;

@@ -100,8 +100,8 @@ typedef struct weft__coro {
 extern const weft_future_vtable_t weft__coro_vtable;
 
 /* Fill *c for a spawn; validates (-EINVAL) and resolves the stack size. */
-int weft__coro_prepare(weft__coro_t *c, int (*fn)(void *), void *arg,
-                       const weft_coro_opts_t *opts, size_t default_stack);
+int weft__coro_prepare(weft__coro_t *c, int (*fn)(void *), void *arg, const weft_coro_opts_t *opts,
+                       size_t default_stack);
 
 /*
  * Per worker thread: use `pool` for stacks and set up what reporting a

@@ -175,8 +175,10 @@ void weft__worker_schedule(weft__worker_t *w, weft__task_t *t, bool yield)
             return; /* no notify: the worker runs it next */
         t = prev;
     }
+    /* Read before the push: once in the ring, a thief may run t. */
+    bool pinned = t->pinned;
     weft__worker_push_back(w, t);
-    if (!t->pinned)
+    if (!pinned)
         weft__sched_notify_parked_local(w->s); /* a peer may take it */
 }
 

@@ -51,9 +51,9 @@ static inline void *weft__ctx_make(void *top, void (*entry)(void *), void *arg)
     f[6] = 0;                          /* rbp: ends frame-pointer walks */
     f[7] = (uint64_t)(uintptr_t)weft__ctx_trampoline;
 #elif defined(__aarch64__)
-    f[0x40 / 8] = (uint64_t)(uintptr_t)arg;   /* x19 */
-    f[0x48 / 8] = (uint64_t)(uintptr_t)entry; /* x20 */
-    f[0x90 / 8] = 0;                          /* x29 */
+    f[0x40 / 8] = (uint64_t)(uintptr_t)arg;                  /* x19 */
+    f[0x48 / 8] = (uint64_t)(uintptr_t)entry;                /* x20 */
+    f[0x90 / 8] = 0;                                         /* x29 */
     f[0x98 / 8] = (uint64_t)(uintptr_t)weft__ctx_trampoline; /* x30 */
     f[0xa0 / 8] = 0;                                         /* fpcr */
 #endif
