@@ -27,7 +27,8 @@
  * not hold the address of a thread-local across an await, and compilers
  * compute &errno once per function, so a migratable coroutine that reads
  * errno after an await in the same function must read it through a
- * function that is not inlined. errno's value is preserved across every
+ * function that is not inlined (likewise pthread_self(), which glibc
+ * declares const). errno's value is preserved across every
  * await in both cases (the runtime saves it and restores it on the thread
  * that resumes the coroutine).
  *
