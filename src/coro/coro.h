@@ -39,6 +39,7 @@
 #define WEFT__STACK_DEFAULT ((size_t)64 << 10)
 #define WEFT__STACK_HOT 16 /* pooled stacks per worker kept resident */
 #define WEFT__STACK_CACHE_DEFAULT 256
+#define WEFT__STACK_POOL_MAX 4096 /* stacks a pool holds between trims */
 
 /* The header at the top of every stack mapping (stack.c). */
 typedef struct weft__stack {
@@ -65,6 +66,9 @@ void weft__stack_pool_destroy(weft__stack_pool_t *p);
 weft__stack_t *weft__stack_get(size_t size);
 /* Back to the calling thread's pool, or unmapped. */
 void weft__stack_put(weft__stack_t *st);
+/* Owner, when idle: keep WEFT__STACK_HOT resident, give the pages of up to
+ * cold_max more back, unmap the rest. */
+void weft__stack_pool_trim(weft__stack_pool_t *p);
 /* Mappings made and not yet unmapped, process-wide (tests, diagnostics). */
 int64_t weft__stack_mapped(void);
 

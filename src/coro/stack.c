@@ -7,11 +7,15 @@
  * away from it). The header's page is touched by every coroutine anyway.
  *
  * Pools (one per worker, owner-only): stacks of the runtime's default size
- * come back to the pool of the worker that finishes with them. The first
- * WEFT__STACK_HOT are kept as they are (their touched pages stay resident,
- * so reuse faults nothing in); the next `cold_max` have their pages given
- * back (MADV_DONTNEED) first; beyond that a stack is unmapped. A get takes
- * a hot stack before a cold one. Stacks of other sizes are not pooled.
+ * come back to the pool of the worker that finishes with them, as they are
+ * (up to WEFT__STACK_POOL_MAX). When the worker runs out of work it trims
+ * its pool (weft__stack_pool_trim): the WEFT__STACK_HOT most recently used
+ * stay as they are (their touched pages stay resident, so reuse faults
+ * nothing in); the next `cold_max` have their pages given back
+ * (MADV_DONTNEED); the rest are unmapped. Trimming when idle keeps the
+ * system calls (and the TLB shootdowns they cost every other thread of the
+ * process) off the path of a burst of coroutines ending. A get takes a
+ * hot stack before a cold one. Stacks of other sizes are not pooled.
  *
  * Valgrind: each mapping is registered as a stack (VALGRIND_STACK_REGISTER)
  * while it exists, when <valgrind/valgrind.h> is available at build time.
@@ -129,25 +133,34 @@ void weft__stack_put(weft__stack_t *st)
     ASAN_UNPOISON_MEMORY_REGION(st->lo, (size_t)((char *)st - st->lo));
 #endif
     weft__stack_pool_t *p = weft__stack_pool_current();
-    if (p && p->size == st->size) {
-        if (p->nhot < WEFT__STACK_HOT) {
-            st->next = p->hot;
-            p->hot = st;
-            p->nhot++;
-            return;
-        }
-        if (p->ncold < p->cold_max) {
-            /* Everything below the header's page: the header stays. */
-            size_t page = weft__page_size();
-            char *keep = (char *)((uintptr_t)st & ~(uintptr_t)(page - 1));
-            weft__stack_discard(st->lo, (size_t)(keep - st->lo));
-            st->next = p->cold;
-            p->cold = st;
-            p->ncold++;
-            return;
-        }
+    if (p && p->size == st->size && p->nhot < WEFT__STACK_POOL_MAX) {
+        /* Kept as it is; trimmed when the worker next runs out of work. */
+        st->next = p->hot;
+        p->hot = st;
+        p->nhot++;
+        return;
     }
     stack_free(st);
+}
+
+void weft__stack_pool_trim(weft__stack_pool_t *p)
+{
+    size_t page = weft__page_size();
+    while (p->nhot > WEFT__STACK_HOT) {
+        weft__stack_t *st = p->hot;
+        p->hot = st->next;
+        p->nhot--;
+        if (p->ncold >= p->cold_max) {
+            stack_free(st);
+            continue;
+        }
+        /* Everything below the header's page: the header stays. */
+        char *keep = (char *)((uintptr_t)st & ~(uintptr_t)(page - 1));
+        weft__stack_discard(st->lo, (size_t)(keep - st->lo));
+        st->next = p->cold;
+        p->cold = st;
+        p->ncold++;
+    }
 }
 
 /* ---- overflow report (async-signal-safe) -------------------------------------- */

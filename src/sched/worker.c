@@ -356,6 +356,10 @@ static void park(weft__worker_t *w)
 {
     weft__sched_t *s = w->s;
     weft__counter_inc(&w->parks);
+    /* Nothing to run: a good moment for the system calls of trimming the
+     * stack pool (none when it is within its resident set). */
+    if (w->stacks.nhot > WEFT__STACK_HOT)
+        weft__stack_pool_trim(&w->stacks);
     if (weft__idle_to_parked(s, w) && weft__sched_has_work(s))
         weft__sched_notify_parked(s); /* we were the last searcher */
     const struct ck_ec_mode *mode = weft__ec_mode();
