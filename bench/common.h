@@ -17,17 +17,19 @@
 typedef struct bench_args {
     unsigned workers;
     const char *runtime; /* "weft" or "weft-coro" */
+    int coro;            /* 1: run the workload with coroutine tasks (--coro) */
 } bench_args_t;
 
 static inline bench_args_t bench_parse(int argc, char **argv, const char *prog)
 {
-    bench_args_t a = {weft_default_workers(), "weft"};
+    bench_args_t a = {weft_default_workers(), "weft", 0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--stackless") == 0) {
             a.runtime = "weft";
+            a.coro = 0;
         } else if (strcmp(argv[i], "--coro") == 0) {
-            fprintf(stderr, "%s: --coro: coroutine tasks are not built yet\n", prog);
-            exit(2);
+            a.runtime = "weft-coro";
+            a.coro = 1;
         } else {
             char *end;
             long n = strtol(argv[i], &end, 10);
@@ -73,6 +75,19 @@ static inline void bench_check(int ok, const char *what)
         fprintf(stderr, "check failed: %s\n", what);
         exit(1);
     }
+}
+
+/* Run fn(arg) as the root coroutine on rt; exits if it fails or returns
+ * non-zero. */
+static inline void bench_run_coro(weft_runtime_t *rt, int (*fn)(void *), void *arg)
+{
+    int result = -1;
+    int rc = weft_runtime_run_coro(rt, fn, arg, NULL, &result);
+    if (rc != 0) {
+        fprintf(stderr, "weft_runtime_run_coro: %s\n", weft_strerror(rc));
+        exit(1);
+    }
+    bench_check(result == 0, "root coroutine");
 }
 
 #endif /* WEFT_BENCH_COMMON_H */

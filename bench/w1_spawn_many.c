@@ -1,6 +1,7 @@
 /*
  * W1 spawn_many: one task spawns 1,000,000 trivial tasks (each returns its
  * index), then joins every handle in order and sums the results.
+ * --coro: the same with coroutine tasks (the root is a coroutine too).
  */
 #include "common.h"
 
@@ -47,15 +48,46 @@ static weft_poll_t root_poll(void *state, weft_cx_t *cx, int64_t *out)
 }
 static const weft_future_vtable_t root_vt = {root_poll, NULL, "w1_root"};
 
+/* ---- coroutine version ---- */
+
+static int leaf_coro(void *arg)
+{
+    return (int)(intptr_t)arg;
+}
+
+static int root_coro(void *arg)
+{
+    root_t *r = arg;
+    weft_runtime_t *rt = weft_runtime_current();
+    r->t0 = weft_now();
+    for (intptr_t i = 0; i < TASKS; i++) {
+        int rc = weft_spawn_coro(rt, leaf_coro, (void *)i, NULL, &r->handles[i]);
+        bench_check(rc == 0, "spawn");
+    }
+    for (int64_t i = 0; i < TASKS; i++) {
+        int64_t v;
+        int rc = weft_join(r->handles[i], &v);
+        bench_check(rc == 0, "join");
+        r->sum += v;
+    }
+    r->t1 = weft_now();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     bench_args_t a = bench_parse(argc, argv, "w1_spawn_many");
     weft_runtime_t *rt = bench_runtime(a.workers);
     root_t r = {0};
     r.handles = malloc(sizeof *r.handles * TASKS);
-    root_t *rp = &r;
-    int rc = weft_runtime_run(rt, &root_vt, &rp, sizeof rp, NULL);
-    bench_check(rc == 0, "run");
+    bench_check(r.handles != NULL, "malloc");
+    if (a.coro) {
+        bench_run_coro(rt, root_coro, &r);
+    } else {
+        root_t *rp = &r;
+        int rc = weft_runtime_run(rt, &root_vt, &rp, sizeof rp, NULL);
+        bench_check(rc == 0, "run");
+    }
     bench_check(r.sum == (int64_t)TASKS * (TASKS - 1) / 2, "sum");
     printf("RESULT spawn_many %s workers=%u ns_per_task=%.1f\n", a.runtime, a.workers,
            (double)(r.t1 - r.t0) / TASKS);

@@ -1,6 +1,7 @@
 /*
  * W3 yield_many: 1,000 tasks each yield 1,000 times (1e6 yields); the root
  * task spawns them and joins them all.
+ * --coro: the same with coroutine tasks (the root is a coroutine too).
  */
 #include "common.h"
 
@@ -59,13 +60,44 @@ static weft_poll_t root_poll(void *state, weft_cx_t *cx, int64_t *out)
 }
 static const weft_future_vtable_t root_vt = {root_poll, NULL, "w3_root"};
 
+/* ---- coroutine version ---- */
+
+static int yielder_coro(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < YIELDS; i++)
+        bench_check(weft_yield() == 0, "yield");
+    return 1;
+}
+
+static int root_coro(void *arg)
+{
+    root_t *r = arg;
+    weft_runtime_t *rt = weft_runtime_current();
+    r->t0 = weft_now();
+    for (int i = 0; i < TASKS; i++)
+        bench_check(weft_spawn_coro(rt, yielder_coro, NULL, NULL, &r->h[i]) == 0, "spawn");
+    for (int i = 0; i < TASKS; i++) {
+        int64_t v;
+        int rc = weft_join(r->h[i], &v);
+        bench_check(rc == 0 && v == 1, "join");
+        r->done += v;
+    }
+    r->t1 = weft_now();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     bench_args_t a = bench_parse(argc, argv, "w3_yield_many");
     weft_runtime_t *rt = bench_runtime(a.workers);
     static root_t r;
-    root_t *rp = &r;
-    bench_check(weft_runtime_run(rt, &root_vt, &rp, sizeof rp, NULL) == 0, "run");
+    if (a.coro) {
+        bench_run_coro(rt, root_coro, &r);
+    } else {
+        root_t *rp = &r;
+        bench_check(weft_runtime_run(rt, &root_vt, &rp, sizeof rp, NULL) == 0, "run");
+    }
     bench_check(r.done == TASKS, "count");
     printf("RESULT yield_many %s workers=%u ns_per_yield=%.1f\n", a.runtime, a.workers,
            (double)(r.t1 - r.t0) / ((double)TASKS * YIELDS));
