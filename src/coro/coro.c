@@ -139,8 +139,7 @@ static weft_poll_t coro_poll(void *state, weft_cx_t *cx, int64_t *out)
 {
     weft__coro_t *c = state;
     weft__task_t *t = cx->task_;
-    if (!c->started) {
-        c->task = t;
+    if (!c->stack) { /* the first poll: a finished one is never polled */
         if (task_cancelled(t)) {
             t->out_cancelled = 1; /* never ran */
             *out = 0;
@@ -156,7 +155,6 @@ static weft_poll_t coro_poll(void *state, weft_cx_t *cx, int64_t *out)
         c->tsan_fiber = __tsan_create_fiber(0);
         __tsan_set_fiber_name(c->tsan_fiber, c->name[0] ? c->name : "weft-coro");
 #endif
-        c->started = 1;
         if (!c->migratable)
             t->pinned = 1; /* written under RUNNING, like t->worker */
     }
@@ -214,7 +212,7 @@ int weft_await(const weft_future_vtable_t *vt, void *state, int64_t *out)
     if (!c)
         return -EPERM;
     for (;;) {
-        if (task_cancelled(c->task)) {
+        if (task_cancelled(weft__coro_task(c))) {
             c->cancel_seen = 1;
             if (vt->drop)
                 vt->drop(state);
@@ -306,5 +304,5 @@ int weft_coro_cancelled(void)
     weft__coro_t *c = weft__coro_current();
     if (!c)
         return -EPERM;
-    return task_cancelled(c->task) ? 1 : 0;
+    return task_cancelled(weft__coro_task(c)) ? 1 : 0;
 }

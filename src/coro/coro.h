@@ -72,21 +72,16 @@ void weft__stack_pool_trim(weft__stack_pool_t *p);
 /* Mappings made and not yet unmapped, process-wide (tests, diagnostics). */
 int64_t weft__stack_mapped(void);
 
-/* The calling thread's pool (NULL off the workers); noinline. */
-weft__stack_pool_t *weft__stack_pool_current(void);
-
 typedef struct weft__coro {
-    void *sp;        /* the coroutine's saved context while suspended */
-    void *caller_sp; /* the resuming thread's context while it runs */
-    weft_cx_t *cx;   /* the poll context while it runs */
-    weft__task_t *task;
-    weft__stack_t *stack; /* NULL until the first poll */
+    void *sp;             /* the coroutine's saved context while suspended */
+    void *caller_sp;      /* the resuming thread's context while it runs */
+    weft_cx_t *cx;        /* the poll context while it runs */
+    weft__stack_t *stack; /* NULL until the first poll and after the end */
     int (*fn)(void *);
     void *arg;
     size_t stack_size;
     int result;
     uint8_t migratable;
-    uint8_t started;
     uint8_t done;
     uint8_t cancel_seen; /* an await returned -ECANCELED */
     int cancel_spins;    /* awaits answered -ECANCELED since the last switch */
@@ -102,6 +97,12 @@ typedef struct weft__coro {
 } weft__coro_t;
 
 extern const weft_future_vtable_t weft__coro_vtable;
+
+/* The task whose state c is (a coroutine's state is its task's data). */
+static inline weft__task_t *weft__coro_task(weft__coro_t *c)
+{
+    return weft__container_of((unsigned char *)c, weft__task_t, data);
+}
 
 /* Fill *c for a spawn; validates (-EINVAL) and resolves the stack size. */
 int weft__coro_prepare(weft__coro_t *c, int (*fn)(void *), void *arg, const weft_coro_opts_t *opts,

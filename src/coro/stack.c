@@ -44,7 +44,9 @@ int64_t weft__stack_mapped(void)
     return atomic_load_explicit(&mapped, memory_order_relaxed);
 }
 
-__attribute__((noinline)) weft__stack_pool_t *weft__stack_pool_current(void)
+/* The calling thread's pool (NULL off the workers). noinline: no TLS
+ * address is kept across a coroutine switch. */
+__attribute__((noinline)) static weft__stack_pool_t *pool_current(void)
 {
     return thread_pool;
 }
@@ -108,7 +110,7 @@ void weft__stack_pool_destroy(weft__stack_pool_t *p)
 
 weft__stack_t *weft__stack_get(size_t size)
 {
-    weft__stack_pool_t *p = weft__stack_pool_current();
+    weft__stack_pool_t *p = pool_current();
     if (p && p->size == size) {
         weft__stack_t *st;
         if ((st = p->hot)) {
@@ -132,7 +134,7 @@ void weft__stack_put(weft__stack_t *st)
      * leave poisoned redzones behind; the next user must start clean. */
     ASAN_UNPOISON_MEMORY_REGION(st->lo, (size_t)((char *)st - st->lo));
 #endif
-    weft__stack_pool_t *p = weft__stack_pool_current();
+    weft__stack_pool_t *p = pool_current();
     if (p && p->size == st->size && p->nhot < WEFT__STACK_POOL_MAX) {
         /* Kept as it is; trimmed when the worker next runs out of work. */
         st->next = p->hot;
@@ -199,7 +201,7 @@ static size_t describe_fault(void *addr, char *buf, size_t cap)
     if (a >= hi || a + OVERFLOW_SLACK < lo)
         return 0;
     size_t n = put_str(buf, 0, cap, "weft: coroutine task ");
-    n = put_u64(buf, n, cap, (uint64_t)(c->task ? c->task->id : 0), 10);
+    n = put_u64(buf, n, cap, (uint64_t)weft__coro_task(c)->id, 10);
     n = put_str(buf, n, cap, " \"");
     n = put_str(buf, n, cap, c->name);
     n = put_str(buf, n, cap, "\" overflowed its ");

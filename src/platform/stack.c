@@ -107,16 +107,9 @@ void weft__altstack_leave(void)
     altstack_t *a = &alt;
     if (!a->mem)
         return;
-    stack_t cur;
-    if (a->old.ss_flags & SS_DISABLE) {
-        cur = (stack_t){.ss_flags = SS_DISABLE};
-        sigaltstack(&cur, NULL);
-    } else {
-        sigaltstack(&a->old, NULL);
-    }
-    stack_t ss;
-    if (sigaltstack(NULL, &ss) == 0 && ss.ss_sp == a->mem)
-        return; /* still in use (cannot happen outside a handler): keep it */
+    /* Restores the previous stack, or (SS_DISABLE in old) none. Called
+     * only from the worker's exit path, never on the alternate stack. */
+    sigaltstack(&a->old, NULL);
     munmap(a->mem, a->size);
     a->mem = NULL;
 }

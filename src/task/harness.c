@@ -97,6 +97,19 @@ void weft__task_cancel_running(weft__task_t *t)
     complete(t);
 }
 
+static void poll_held(weft__task_t *t, int *budget, uint16_t worker);
+
+/* A cancelled task holding RUNNING: a coroutine is resumed to see the
+ * cancel itself (task.h), unless this is the shutdown sweep; any other
+ * task is dropped. */
+static void run_cancelled(weft__task_t *t, int *budget, uint16_t worker, bool force_cancel)
+{
+    if (weft__task_is_coro(t) && !force_cancel)
+        poll_held(t, budget, worker);
+    else
+        weft__task_cancel_running(t);
+}
+
 static void poll_held(weft__task_t *t, int *budget, uint16_t worker)
 {
     t->worker = worker;
@@ -156,8 +169,8 @@ void weft__task_run(weft__task_t *t, int *budget, uint16_t worker, bool force_ca
         uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
         /* Acquire: pairs with the release RMW of a cancel that set
          * CANCELLED while the task sat in the queue. */
-        if (force_cancel || ((s & WEFT__CANCELLED) && !weft__task_is_coro(t)))
-            weft__task_cancel_running(t);
+        if (force_cancel || (s & WEFT__CANCELLED))
+            run_cancelled(t, budget, worker, force_cancel);
         else
             poll_held(t, budget, worker);
         return;
@@ -169,10 +182,7 @@ void weft__task_run(weft__task_t *t, int *budget, uint16_t worker, bool force_ca
         poll_held(t, budget, worker);
         return;
     case WEFT__TR_CANCELLED:
-        if (weft__task_is_coro(t) && !force_cancel)
-            poll_held(t, budget, worker); /* it observes the cancel itself */
-        else
-            weft__task_cancel_running(t);
+        run_cancelled(t, budget, worker, force_cancel);
         return;
     case WEFT__TR_FAILED:
         return;
