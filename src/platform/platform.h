@@ -4,8 +4,10 @@
  * Owns: the monotonic clock, futex wait/wake, thread creation with names,
  * CPU counting (affinity mask and cgroup quota), the ck_ec ops that let
  * ck's event counts sleep on futexes, coroutine stack mappings and the
- * fault handler that reports a stack overflow. Nothing above src/platform includes a
- * system header for a syscall or calls one directly.
+ * fault handler that reports a stack overflow, the driver's epoll and
+ * eventfd (poll.c) and the sockets of src/net (socket.h). Nothing above
+ * src/platform includes a system header for a syscall or calls one
+ * directly.
  *
  * All functions return 0 (or a count) or a negative errno; none sets errno
  * in a way callers must read.
@@ -101,6 +103,45 @@ void weft__altstack_leave(void);
 typedef size_t (*weft__fault_hook_t)(void *addr, char *buf, size_t cap);
 /* Install the process-wide handler (once) with this hook. */
 void weft__fault_hook_install(weft__fault_hook_t hook);
+
+/* ---- the driver's poller (poll.c) ------------------------------------------ */
+
+/* The kernel's epoll bits (checked against <sys/epoll.h> in poll.c). */
+#define WEFT__EP_IN 0x001u
+#define WEFT__EP_OUT 0x004u
+#define WEFT__EP_ERR 0x008u
+#define WEFT__EP_HUP 0x010u
+#define WEFT__EP_RDHUP 0x2000u
+#define WEFT__EP_ET (1u << 31)
+
+enum { WEFT__EPOLL_ADD = 0, WEFT__EPOLL_MOD = 1, WEFT__EPOLL_DEL = 2 };
+
+/* struct epoll_event, which the kernel packs on x86-64. */
+typedef struct
+#if defined(__x86_64__)
+    __attribute__((packed))
+#endif
+    weft__epoll_event {
+    uint32_t events;
+    uint64_t data;
+} weft__epoll_event_t;
+
+/* An epoll instance (O_CLOEXEC): fd or -errno. */
+int weft__epoll_create(void);
+/* op: WEFT__EPOLL_ADD/MOD/DEL. 0 or -errno. */
+int weft__epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+/* Events returned (0 on timeout or EINTR) or -errno; timeout_ns < 0: none. */
+int weft__epoll_wait(int epfd, weft__epoll_event_t *evs, int max, int64_t timeout_ns);
+/* A non-blocking O_CLOEXEC eventfd: fd or -errno. */
+int weft__eventfd_create(void);
+void weft__eventfd_signal(int fd);
+void weft__eventfd_drain(int fd);
+/* close(2); never retried on EINTR. 0 or -errno. */
+int weft__fd_close(int fd);
+/* The calling thread's timer slack (prctl PR_SET_TIMERSLACK). 0 or -errno. */
+int weft__thread_timer_slack(uint64_t ns);
+
+#include "platform/socket.h"
 
 /* Spin-loop hint (pause on x86, yield on aarch64). */
 static inline void weft__cpu_relax(void)

@@ -1,0 +1,215 @@
+/*
+ * socket.c - the socket system calls of src/net.
+ *
+ * Owns: every socket(), bind(), listen(), accept4(), connect(), recv(),
+ * send(), shutdown(), close() of a socket, getsockopt/setsockopt,
+ * getsockname/getpeername and fcntl weft makes.
+ *
+ * Invariants:
+ * - Sockets are created non-blocking and close-on-exec atomically
+ *   (SOCK_NONBLOCK | SOCK_CLOEXEC); adopted fds get both flags set here.
+ * - send() always carries MSG_NOSIGNAL: a peer reset is -EPIPE or
+ *   -ECONNRESET, never SIGPIPE.
+ * - EINTR is retried everywhere except close(): on Linux the fd is gone
+ *   once close returns, whatever it reports, and retrying could close an fd
+ *   another thread has just been given.
+ * - Results are a count / fd / 0 or a negative errno; errno itself is saved
+ *   and restored around every call, so callers never observe it changing.
+ */
+#include "platform/socket.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#define SAVE_ERRNO int saved_errno_ = errno
+#define RESTORE_ERRNO (errno = saved_errno_)
+
+int weft__sock_open(int family)
+{
+    SAVE_ERRNO;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    int rc = fd >= 0 ? fd : -errno;
+    RESTORE_ERRNO;
+    return rc;
+}
+
+int weft__sock_adopt(int fd)
+{
+    SAVE_ERRNO;
+    int rc = 0;
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (type != SOCK_STREAM) {
+        rc = -EPROTOTYPE;
+        goto out;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)) {
+        rc = -errno;
+        goto out;
+    }
+    int fdfl = fcntl(fd, F_GETFD);
+    if (fdfl < 0 || (!(fdfl & FD_CLOEXEC) && fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) != 0))
+        rc = -errno;
+out:
+    RESTORE_ERRNO;
+    return rc;
+}
+
+int weft__sock_bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    SAVE_ERRNO;
+    int rc = bind(fd, addr, len) == 0 ? 0 : -errno;
+    RESTORE_ERRNO;
+    return rc;
+}
+
+int weft__sock_listen(int fd, int backlog)
+{
+    SAVE_ERRNO;
+    int rc = listen(fd, backlog) == 0 ? 0 : -errno;
+    RESTORE_ERRNO;
+    return rc;
+}
+
+int weft__sock_accept(int fd, struct sockaddr_storage *peer, socklen_t *len)
+{
+    SAVE_ERRNO;
+    int rc;
+    do
+        rc = accept4(fd, (struct sockaddr *)peer, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        rc = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    RESTORE_ERRNO;
+    return rc;
+}
+
+int weft__sock_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    SAVE_ERRNO;
+    int rc = connect(fd, addr, len) == 0 ? 0 : -errno;
+    /* EINTR on a non-blocking connect: the attempt goes on in the
+     * background, exactly as with EINPROGRESS (connect(2)). */
+    if (rc == -EINTR)
+        rc = -EINPROGRESS;
+    RESTORE_ERRNO;
+    return rc;
+}
+
+int weft__sock_error(int fd)
+{
+    SAVE_ERRNO;
+    int err = 0;
+    socklen_t len = sizeof err;
+    int rc = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 ? -err : -errno;
+    RESTORE_ERRNO;
+    return rc;
+}
+
+ssize_t weft__sock_recv(int fd, void *buf, size_t len)
+{
+    SAVE_ERRNO;
+    ssize_t n;
+    do
+        n = recv(fd, buf, len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        n = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    RESTORE_ERRNO;
+    return n;
+}
+
+ssize_t weft__sock_send(int fd, const void *buf, size_t len)
+{
+    SAVE_ERRNO;
+    ssize_t n;
+    do
+        n = send(fd, buf, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        n = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    RESTORE_ERRNO;
+    return n;
+}
+
+int weft__sock_shutdown(int fd, int how)
+{
+    SAVE_ERRNO;
+    int rc = shutdown(fd, how) == 0 ? 0 : -errno;
+    RESTORE_ERRNO;
+    return rc;
+}
+
+int weft__sock_close(int fd)
+{
+    SAVE_ERRNO;
+    int rc = close(fd) == 0 ? 0 : -errno;
+    RESTORE_ERRNO;
+    return rc;
+}
+
+int weft__sock_name(int fd, bool peer, struct sockaddr_storage *ss, socklen_t *len)
+{
+    SAVE_ERRNO;
+    int rc = (peer ? getpeername(fd, (struct sockaddr *)ss, len)
+                   : getsockname(fd, (struct sockaddr *)ss, len)) == 0
+                 ? 0
+                 : -errno;
+    RESTORE_ERRNO;
+    return rc;
+}
+
+static int setopt_int(int fd, int level, int name, int value)
+{
+    SAVE_ERRNO;
+    int rc = setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0 : -errno;
+    RESTORE_ERRNO;
+    return rc;
+}
+
+int weft__sock_set_reuseaddr(int fd, bool on)
+{
+    return setopt_int(fd, SOL_SOCKET, SO_REUSEADDR, on);
+}
+
+int weft__sock_set_v6only(int fd, bool on)
+{
+    return setopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, on);
+}
+
+int weft__sock_set_nodelay(int fd, bool on)
+{
+    return setopt_int(fd, IPPROTO_TCP, TCP_NODELAY, on);
+}
+
+int weft__sock_get_nodelay(int fd)
+{
+    SAVE_ERRNO;
+    int v = 0;
+    socklen_t len = sizeof v;
+    int rc = getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0 ? (v != 0) : -errno;
+    RESTORE_ERRNO;
+    return rc;
+}
+
+int weft__sock_set_keepalive(int fd, bool on, int idle_s, int interval_s, int count)
+{
+    if (on) {
+        int rc = setopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, idle_s);
+        if (rc == 0)
+            rc = setopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, interval_s);
+        if (rc == 0)
+            rc = setopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT, count);
+        if (rc != 0)
+            return rc;
+    }
+    return setopt_int(fd, SOL_SOCKET, SO_KEEPALIVE, on);
+}
