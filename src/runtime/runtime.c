@@ -1,7 +1,13 @@
 /*
  * runtime.c - the top of weft: configuration, new, run, spawn, shutdown,
- * free. It composes the scheduler (and, in later layers, the driver and
+ * free. It composes the scheduler and the driver (and, in later layers,
  * the blocking pool); nothing below includes it.
+ *
+ * Order: the scheduler is created first (the driver delivers into it), its
+ * workers start before the driver thread; shutdown stops the scheduler
+ * first (cancelled tasks drop their timers and readiness waits, which the
+ * driver's structures must still accept), then the driver, which then
+ * drops whatever wakers it still holds.
  *
  * Invariants: `shut` is set once, by the first shutdown; after it spawns
  * fail with -ESHUTDOWN. The runtime memory is freed only when no task cell
@@ -12,12 +18,14 @@
 
 #include <weft.h>
 
+#include "io/driver.h"
 #include "platform/platform.h"
 #include "runtime/runtime_internal.h"
 #include "sched/sched.h"
 
 struct weft_runtime {
     weft__sched_t *sched;
+    weft__driver_t *driver;
     pthread_mutex_t lock; /* serialises shutdown and free */
     bool shut;
 };
@@ -72,8 +80,15 @@ int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out)
         return -ENOMEM;
     pthread_mutex_init(&rt->lock, NULL);
     int rc = weft__sched_new(&sc, rt, &rt->sched);
-    if (rc == 0 && (rc = weft__sched_start(rt->sched)) != 0)
+    if (rc == 0 && (rc = weft__driver_new(rt->sched, &rt->driver)) != 0)
         weft__sched_free(rt->sched);
+    if (rc == 0 && (rc = weft__sched_start(rt->sched)) == 0 &&
+        (rc = weft__driver_start(rt->driver)) != 0)
+        weft__sched_shutdown(rt->sched, 0);
+    if (rc != 0 && rt->driver) {
+        weft__driver_free(rt->driver);
+        weft__sched_free(rt->sched);
+    }
     if (rc != 0) {
         pthread_mutex_destroy(&rt->lock);
         free(rt);
@@ -150,6 +165,7 @@ int weft_runtime_shutdown(weft_runtime_t *rt, int64_t deadline)
     if (!rt->shut) {
         rt->shut = true;
         rc = weft__sched_shutdown(rt->sched, deadline);
+        weft__driver_stop(rt->driver);
     }
     pthread_mutex_unlock(&rt->lock);
     return rc;
@@ -164,6 +180,7 @@ int weft_runtime_free(weft_runtime_t *rt)
     weft_runtime_shutdown(rt, weft_now());
     if (weft__sched_live_cells(rt->sched) != 0)
         return -EBUSY;
+    weft__driver_free(rt->driver);
     weft__sched_free(rt->sched);
     pthread_mutex_destroy(&rt->lock);
     free(rt);
@@ -197,4 +214,18 @@ int weft_run(const weft_config_t *cfg, const weft_future_vtable_t *vt, const voi
 weft__sched_t *weft__runtime_sched(weft_runtime_t *rt)
 {
     return rt ? rt->sched : NULL;
+}
+
+weft__driver_t *weft__runtime_driver(weft_runtime_t *rt)
+{
+    return rt ? rt->driver : NULL;
+}
+
+weft__timers_t *weft__timers_current(void)
+{
+    weft__sched_t *s = weft__sched_current();
+    if (!s)
+        return NULL;
+    weft_runtime_t *rt = s->user;
+    return weft__driver_timers(rt->driver);
 }

@@ -54,7 +54,9 @@
  * gives 43-115 us, like a bare futex wake; 30 us gives 2.3-2.6 ms, however
  * long the worker then sleeps. Spinning gained nothing measurable on W2.
  */
+#ifndef WEFT__SPIN_NS
 #define WEFT__SPIN_NS 10000
+#endif
 #define WEFT__STEAL_SINGLE_NS 5000 /* then also steal a peer's lone task */
 
 struct weft__sched;
@@ -189,6 +191,27 @@ void weft__worker_push_back(weft__worker_t *w, weft__task_t *t);
 weft__task_t *weft__worker_pinned_take(weft__worker_t *w);
 /* On w's own thread: queue t locally (LIFO slot unless yield). */
 void weft__worker_schedule(weft__worker_t *w, weft__task_t *t, bool yield);
+
+/*
+ * Batched delivery for a thread outside the workers (the driver): between
+ * begin and end, tasks the calling thread wakes for this scheduler are
+ * collected (per target worker, and for the inject queue) instead of being
+ * queued one by one; end queues each worker's share with one CAS and
+ * unparks each target at most once. One batch per thread at a time.
+ */
+typedef struct weft__batch_list {
+    ck_stack_entry_t *first, *last;
+} weft__batch_list_t;
+typedef struct weft__batch {
+    weft__sched_t *s;
+    weft__batch_list_t *per; /* one per worker */
+    weft__task_t *inj_head, *inj_tail;
+    size_t inj_n;
+} weft__batch_t;
+int weft__sched_batch_init(weft__sched_t *s, weft__batch_t *b);
+void weft__sched_batch_destroy(weft__batch_t *b);
+void weft__sched_batch_begin(weft__batch_t *b);
+void weft__sched_batch_end(weft__batch_t *b);
 
 /* idle.c */
 bool weft__idle_to_searching(weft__sched_t *s, weft__worker_t *w);

@@ -166,6 +166,91 @@ void weft__sched_push_inbox(weft__sched_t *s, weft__worker_t *w, weft__task_t *t
         weft__sched_unpark_worker(s, w);
 }
 
+/* ---- batched delivery from a foreign thread (the driver) ----------------- */
+
+static _Thread_local weft__batch_t *tl_batch;
+
+int weft__sched_batch_init(weft__sched_t *s, weft__batch_t *b)
+{
+    memset(b, 0, sizeof *b);
+    b->s = s;
+    b->per = calloc(s->nworkers, sizeof *b->per);
+    return b->per ? 0 : -ENOMEM;
+}
+
+void weft__sched_batch_destroy(weft__batch_t *b)
+{
+    free(b->per);
+    b->per = NULL;
+}
+
+void weft__sched_batch_begin(weft__batch_t *b)
+{
+    tl_batch = b;
+}
+
+static void batch_add(weft__batch_t *b, weft__task_t *t)
+{
+    if (t->worker < b->s->nworkers) {
+        /* Newest first: the owner reverses what it pops (drain_inbox), so
+         * the batch runs in the order it was woken. */
+        weft__batch_list_t *l = &b->per[t->worker];
+        t->inbox_entry.next = l->first;
+        l->first = &t->inbox_entry;
+        if (!l->last)
+            l->last = &t->inbox_entry;
+    } else {
+        t->next = NULL;
+        if (b->inj_tail)
+            b->inj_tail->next = t;
+        else
+            b->inj_head = t;
+        b->inj_tail = t;
+        b->inj_n++;
+    }
+}
+
+/* Push a chain first..last onto w's inbox with one CAS. */
+static void inbox_push_chain(weft__worker_t *w, ck_stack_entry_t *first, ck_stack_entry_t *last)
+{
+    WEFT__TSAN_RELEASE(&w->inbox);
+    ck_stack_entry_t *head = ck_pr_load_ptr(&w->inbox.head);
+    for (;;) {
+        last->next = head;
+        /* The CAS is a full barrier on ck's targets (as in
+         * ck_stack_push_upmc): it publishes the chain's links to the
+         * owner's batch pop. */
+        if (ck_pr_cas_ptr_value(&w->inbox.head, head, first, &head))
+            break;
+    }
+}
+
+void weft__sched_batch_end(weft__batch_t *b)
+{
+    tl_batch = NULL;
+    weft__sched_t *s = b->s;
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        weft__batch_list_t *l = &b->per[i];
+        if (!l->first)
+            continue;
+        weft__worker_t *w = &s->workers[i];
+        inbox_push_chain(w, l->first, l->last);
+        l->first = l->last = NULL;
+        /* seq_cst fence: as in weft__sched_push_inbox (pairs with the
+         * parker's seq_cst store of `sleeping`, its fence and its inbox
+         * check): one unpark per worker per batch at most. */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load_explicit(&w->sleeping, memory_order_relaxed))
+            weft__sched_unpark_worker(s, w);
+    }
+    if (b->inj_n) {
+        weft__inject_push_batch(&s->inject, b->inj_head, b->inj_tail, b->inj_n);
+        b->inj_head = b->inj_tail = NULL;
+        b->inj_n = 0;
+        weft__sched_notify_parked(s);
+    }
+}
+
 void weft__worker_schedule(weft__worker_t *w, weft__task_t *t, bool yield)
 {
     if (!yield) {
@@ -188,6 +273,11 @@ void weft__sched_schedule(void *sched, weft__task_t *t, bool yield)
     weft__worker_t *w = weft__worker_current();
     if (w && w->s == s && (!t->pinned || t->worker == w->index)) {
         weft__worker_schedule(w, t, yield);
+        return;
+    }
+    weft__batch_t *b = tl_batch;
+    if (b && b->s == s) {
+        batch_add(b, t); /* the driver delivers a round's wakes at once */
         return;
     }
     /* From outside this runtime's workers: back to the worker that last
@@ -321,9 +411,12 @@ static weft__task_t *steal_work(weft__worker_t *w)
         now = weft__time_now_ns();
         if (round == 0)
             start = now;
-        else if (now - start >= WEFT__SPIN_NS)
+        if (now - start >= WEFT__SPIN_NS)
             return NULL;
-        for (int i = 0; i < 32; i++)
+        /* Few pauses per round: a pause costs up to ~140 cycles, and in a
+         * VM a long pause loop can make the hypervisor deschedule the
+         * vCPU (pause-loop exiting). */
+        for (int i = 0; i < 4; i++)
             weft__cpu_relax();
     }
 }

@@ -1,0 +1,125 @@
+/*
+ * weft/io.h - readiness of file descriptors, from the runtime's driver
+ * thread: run a C library that owns its own sockets on weft.
+ *
+ *   weft_io_t io;
+ *   weft_io_register(rt, fd, &io);            // fd must be O_NONBLOCK
+ *   for (;;) {
+ *       ssize_t n = read(fd, buf, sizeof buf);
+ *       if (n >= 0 || errno != EAGAIN) break;
+ *       int r = weft_io_wait_ready(io, WEFT_IO_READABLE, deadline);  // coroutine
+ *       if (r < 0) break;                     // -ETIMEDOUT, -ECANCELED, -EBADF
+ *   }
+ *   weft_io_deregister(io);                   // before close(fd)
+ *
+ * Model. A registered fd is watched edge-triggered for both directions, once,
+ * for as long as it is registered. The driver keeps a readiness word per fd:
+ * the directions seen ready since they were last cleared, and a tick that
+ * changes with every event, so that clearing readiness cannot erase an
+ * event that arrived after the operation that found the fd drained.
+ * A wait returns a positive readiness snapshot as soon as one of the
+ * directions asked for is ready (WEFT_IO_MASK(snapshot) tells which). The
+ * caller then does its I/O; when an operation fails with EAGAIN it calls
+ * weft_io_clear(io, snapshot) before waiting again. Readiness can be
+ * spurious (an operation may still return EAGAIN): retry after clearing.
+ * A hang-up or error is reported as both directions ready, so that the
+ * next read or write sees it, plus the sticky WEFT_IO_HUP bit.
+ *
+ * Handles are values ({source, generation}); after deregistration every call
+ * on an old handle returns -EBADF, even if the source slot was reused.
+ * A wait blocked on a handle that is deregistered is woken with -EBADF.
+ * At most one task may wait per direction of one fd at a time (a second
+ * waiter on the same direction replaces the first one's wake-up).
+ */
+#ifndef WEFT_IO_H
+#define WEFT_IO_H
+
+#include <weft/time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_runtime weft_runtime_t;
+
+#define WEFT_IO_READABLE 1u
+#define WEFT_IO_WRITABLE 2u
+/*
+ * Set in a snapshot once the peer hung up or the fd reported an error; it
+ * stays set (weft_io_clear never removes it). A read that returned fewer
+ * bytes than asked drained the socket unless this bit is set, in which case
+ * the next read reports the end of stream or the error.
+ */
+#define WEFT_IO_HUP 8u
+/* The direction bits of a readiness snapshot. */
+#define WEFT_IO_MASK(snapshot) ((unsigned)(snapshot) & (WEFT_IO_READABLE | WEFT_IO_WRITABLE))
+
+typedef struct weft_io {
+    void *src_;
+    uint32_t gen_;
+} weft_io_t;
+
+/*
+ * Watch fd (which must be non-blocking; weft does not change its flags) on
+ * rt's driver. 0, -EINVAL (NULL rt/out, fd < 0), -EBADF (fd not open),
+ * -EEXIST (already registered), -EPERM (fd cannot be polled, e.g. a
+ * regular file), -ENOMEM, -ESHUTDOWN.
+ */
+int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out);
+
+/*
+ * Stop watching. Waiters are woken and report -EBADF. Call it before
+ * closing the fd. 0 or -EBADF (stale handle). The fd is not closed.
+ */
+int weft_io_deregister(weft_io_t io);
+
+/* The fd of a live handle, or -EBADF. */
+int weft_io_fd(weft_io_t io);
+
+/*
+ * Non-blocking check: the readiness snapshot (> 0) if a direction in
+ * interest is ready, 0 if not, -EBADF, -EINVAL (interest has no direction).
+ */
+int weft_io_ready(weft_io_t io, unsigned interest);
+
+/*
+ * Forget the directions of snapshot as ready, unless the driver has seen a
+ * newer event since the snapshot was taken. Call after EAGAIN.
+ */
+void weft_io_clear(weft_io_t io, int snapshot);
+
+/*
+ * Poll-level wait, for writing futures: a snapshot (> 0) if ready; else
+ * cx's waker is registered for the direction(s) and 0 (= WEFT_PENDING is
+ * the caller's to return) is the result; -EBADF, -EINVAL.
+ */
+int weft_io_poll_ready(weft_io_t io, unsigned interest, weft_cx_t *cx);
+
+/*
+ * The readiness future. Output: a snapshot (> 0), -ETIMEDOUT at the
+ * deadline (WEFT_FOREVER: none), -EBADF if the handle is or becomes stale.
+ * Dropping it (cancellation) leaves the fd registered and usable; nothing
+ * was transferred by a wait in any case.
+ */
+typedef struct weft_io_wait {
+    weft_io_t io;
+    unsigned interest;
+    int64_t deadline;
+    weft_timer_t timer;
+} weft_io_wait_t;
+
+/* 0 or -EINVAL (NULL w, no direction in interest). */
+int weft_io_wait_init(weft_io_wait_t *w, weft_io_t io, unsigned interest, int64_t deadline);
+extern const weft_future_vtable_t weft_io_wait_vtable;
+
+/*
+ * Coroutine call: await the readiness future. A snapshot (> 0),
+ * -ETIMEDOUT, -EBADF, -ECANCELED (the task was cancelled; the fd stays
+ * usable), -EINVAL, -EPERM (not in a coroutine).
+ */
+int weft_io_wait_ready(weft_io_t io, unsigned interest, int64_t deadline);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_IO_H */

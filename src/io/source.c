@@ -1,0 +1,325 @@
+/*
+ * source.c - registered fds: the slab of sources, readiness and its
+ * wakers, and the public calls of weft/io.h (register, deregister, ready,
+ * clear, the readiness future and its coroutine form).
+ *
+ * Invariants (source.h has the layout):
+ * - A source slot is free iff fd == -1; it is on the free list then.
+ *   Register and deregister take the slab lock; readiness and wakers are
+ *   lock-free.
+ * - gen only grows. A handle is live iff its gen equals the slot's gen and
+ *   the slot is not CLOSED. Deregister bumps gen *before* it wakes the
+ *   waiters, so a woken waiter always sees its handle stale.
+ * - The driver never dereferences anything but slab memory, which lives
+ *   as long as the driver.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft/coro.h>
+
+#include "io/source.h"
+#include "runtime/runtime_internal.h"
+
+static weft__source_t *slot(weft__driver_t *d, uint32_t index)
+{
+    /* Acquire: pairs with the release store that published the chunk. */
+    weft__source_t *c =
+        atomic_load_explicit(&d->chunks[index / WEFT__SRC_CHUNK], memory_order_acquire);
+    return c ? &c[index % WEFT__SRC_CHUNK] : NULL;
+}
+
+/* Under d->lock: a free slot, growing the slab if needed; NULL: -ENOMEM. */
+static weft__source_t *slot_alloc(weft__driver_t *d)
+{
+    if (d->free_head == WEFT__SRC_NONE) {
+        if (d->nchunks == WEFT__SRC_MAX_CHUNKS)
+            return NULL;
+        weft__source_t *c = aligned_alloc(64, sizeof(weft__source_t) * WEFT__SRC_CHUNK);
+        if (!c)
+            return NULL;
+        memset(c, 0, sizeof(weft__source_t) * WEFT__SRC_CHUNK);
+        uint32_t base = d->nchunks * WEFT__SRC_CHUNK;
+        for (uint32_t i = 0; i < WEFT__SRC_CHUNK; i++) {
+            weft__source_t *src = &c[i];
+            atomic_init(&src->readiness, 0);
+            atomic_init(&src->gen, 0);
+            atomic_init(&src->fd, -1);
+            src->index = base + i;
+            src->next_free = i + 1 < WEFT__SRC_CHUNK ? base + i + 1 : d->free_head;
+            src->drv = d;
+            weft_atomic_waker_init(&src->rd);
+            weft_atomic_waker_init(&src->wr);
+        }
+        /* Release: pairs with the driver's acquire in slot(). */
+        atomic_store_explicit(&d->chunks[d->nchunks], c, memory_order_release);
+        d->nchunks++;
+        d->free_head = base;
+    }
+    weft__source_t *src = slot(d, d->free_head);
+    d->free_head = src->next_free;
+    return src;
+}
+
+static uint64_t token_of(const weft__source_t *src, uint32_t gen)
+{
+    return (uint64_t)gen << 32 | src->index;
+}
+
+/* The live source of a handle, or NULL. */
+static weft__source_t *live(weft_io_t io)
+{
+    weft__source_t *src = io.src_;
+    if (!src)
+        return NULL;
+    /* Acquire: pairs with register's release store of gen (the slot's
+     * fields are set before it). */
+    if (atomic_load_explicit(&src->gen, memory_order_acquire) != io.gen_)
+        return NULL;
+    return src;
+}
+
+static void drop_waker(weft_atomic_waker_t *aw)
+{
+    weft_waker_t w;
+    weft_atomic_waker_take(aw, &w);
+    weft_waker_drop(&w);
+}
+
+int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
+{
+    if (!rt || !out || fd < 0)
+        return -EINVAL;
+    *out = (weft_io_t){NULL, 0};
+    weft__driver_t *d = weft__runtime_driver(rt);
+    pthread_mutex_lock(&d->lock);
+    if (d->closed) {
+        pthread_mutex_unlock(&d->lock);
+        return -ESHUTDOWN;
+    }
+    weft__source_t *src = slot_alloc(d);
+    if (!src) {
+        pthread_mutex_unlock(&d->lock);
+        return -ENOMEM;
+    }
+    /* Stale wakers of an earlier registration (a waiter that registered
+     * after its handle went stale) are dropped, not inherited. */
+    drop_waker(&src->rd);
+    drop_waker(&src->wr);
+    atomic_store_explicit(&src->readiness, 0, memory_order_relaxed);
+    atomic_store_explicit(&src->fd, fd, memory_order_relaxed);
+    uint32_t gen = atomic_load_explicit(&src->gen, memory_order_relaxed) + 1;
+    /* Release: publishes fd and readiness to whoever acquires this gen
+     * (live(), the driver's event check). */
+    atomic_store_explicit(&src->gen, gen, memory_order_release);
+    int rc = d->be_ops->add(d->be, fd, token_of(src, gen));
+    if (rc != 0) {
+        atomic_store_explicit(&src->gen, gen + 1, memory_order_release);
+        atomic_store_explicit(&src->fd, -1, memory_order_relaxed);
+        src->next_free = d->free_head;
+        d->free_head = src->index;
+        pthread_mutex_unlock(&d->lock);
+        return rc;
+    }
+    pthread_mutex_unlock(&d->lock);
+    *out = (weft_io_t){src, gen};
+    return 0;
+}
+
+int weft_io_deregister(weft_io_t io)
+{
+    weft__source_t *src = io.src_;
+    if (!src)
+        return -EBADF;
+    weft__driver_t *d = src->drv;
+    pthread_mutex_lock(&d->lock);
+    if (atomic_load_explicit(&src->gen, memory_order_relaxed) != io.gen_) {
+        pthread_mutex_unlock(&d->lock);
+        return -EBADF;
+    }
+    int fd = atomic_load_explicit(&src->fd, memory_order_relaxed);
+    /* The fd may already be closed by a careless caller: nothing to undo. */
+    (void)d->be_ops->del(d->be, fd);
+    /* Release (RMW): orders the gen bump before the CLOSED bit the woken
+     * waiters acquire. */
+    atomic_store_explicit(&src->gen, io.gen_ + 1, memory_order_release);
+    atomic_fetch_or_explicit(&src->readiness, WEFT__CLOSED, memory_order_acq_rel);
+    atomic_store_explicit(&src->fd, -1, memory_order_relaxed);
+    src->next_free = d->free_head;
+    d->free_head = src->index;
+    pthread_mutex_unlock(&d->lock);
+    /* After the unlock: the wakes may run tasks inline on this worker. */
+    weft_atomic_waker_wake(&src->rd);
+    weft_atomic_waker_wake(&src->wr);
+    return 0;
+}
+
+int weft_io_fd(weft_io_t io)
+{
+    weft__source_t *src = live(io);
+    if (!src)
+        return -EBADF;
+    int fd = atomic_load_explicit(&src->fd, memory_order_relaxed);
+    return live(io) ? fd : -EBADF;
+}
+
+static int snapshot_of(uint32_t r, unsigned interest)
+{
+    if (!(r & interest))
+        return 0;
+    return (int)((r & ~(uint32_t)0xff) | (r & (interest | WEFT__HUP)));
+}
+
+int weft_io_ready(weft_io_t io, unsigned interest)
+{
+    interest &= WEFT__RD | WEFT__WR;
+    if (!interest)
+        return -EINVAL;
+    weft__source_t *src = live(io);
+    if (!src)
+        return -EBADF;
+    /* Acquire: pairs with the driver's release RMW that set the bits, so
+     * the caller's next syscall sees what the event announced. */
+    uint32_t r = atomic_load_explicit(&src->readiness, memory_order_acquire);
+    if ((r & WEFT__CLOSED) || !live(io))
+        return -EBADF;
+    return snapshot_of(r, interest);
+}
+
+void weft_io_clear(weft_io_t io, int snapshot)
+{
+    weft__source_t *src = live(io);
+    if (!src || snapshot <= 0)
+        return;
+    uint32_t snap = (uint32_t)snapshot;
+    uint32_t r = atomic_load_explicit(&src->readiness, memory_order_relaxed);
+    for (;;) {
+        if ((r >> WEFT__SRC_TICK_SHIFT) != (snap >> WEFT__SRC_TICK_SHIFT))
+            return; /* a newer event arrived: keep it */
+        uint32_t n = r & ~(snap & (WEFT__RD | WEFT__WR));
+        if (n == r)
+            return;
+        /* Relaxed: a clear publishes nothing; the tick check is in the
+         * CAS itself. */
+        if (atomic_compare_exchange_weak_explicit(&src->readiness, &r, n, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return;
+    }
+}
+
+int weft_io_poll_ready(weft_io_t io, unsigned interest, weft_cx_t *cx)
+{
+    if (!cx)
+        return -EINVAL;
+    int r = weft_io_ready(io, interest);
+    if (r != 0)
+        return r;
+    weft__source_t *src = io.src_;
+    const weft_waker_t *w = weft_cx_waker(cx);
+    /* Register first, then re-check (the atomic waker's contract). */
+    if (interest & WEFT__RD)
+        weft_atomic_waker_register(&src->rd, w);
+    if (interest & WEFT__WR)
+        weft_atomic_waker_register(&src->wr, w);
+    return weft_io_ready(io, interest);
+}
+
+void weft__source_event(weft__driver_t *d, uint64_t token, uint32_t ready)
+{
+    uint32_t index = (uint32_t)token, gen = (uint32_t)(token >> 32);
+    if (index / WEFT__SRC_CHUNK >= WEFT__SRC_MAX_CHUNKS)
+        return;
+    weft__source_t *src = slot(d, index);
+    /* Acquire: pairs with register's release of gen. A stale token (the fd
+     * was deregistered, perhaps the slot reused) is dropped. A deregister
+     * racing past this check can at worst leave a spurious readiness bit
+     * on the next registration, which the API allows. */
+    if (!src || atomic_load_explicit(&src->gen, memory_order_acquire) != gen)
+        return;
+    uint32_t r = atomic_load_explicit(&src->readiness, memory_order_relaxed);
+    uint32_t n;
+    do {
+        uint32_t tick = ((r >> WEFT__SRC_TICK_SHIFT) + 1) & WEFT__SRC_TICK_MASK;
+        n = (tick << WEFT__SRC_TICK_SHIFT) | (r & 0xff) | ready;
+        /* Release: pairs with the waiter's acquire load in weft_io_ready;
+         * the readiness is published before the wake below. */
+    } while (!atomic_compare_exchange_weak_explicit(&src->readiness, &r, n, memory_order_release,
+                                                    memory_order_relaxed));
+    if (ready & WEFT__RD)
+        weft_atomic_waker_wake(&src->rd);
+    if (ready & WEFT__WR)
+        weft_atomic_waker_wake(&src->wr);
+}
+
+void weft__sources_shutdown(weft__driver_t *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->closed = true;
+    uint32_t n = d->nchunks;
+    pthread_mutex_unlock(&d->lock);
+    for (uint32_t i = 0; i < n * WEFT__SRC_CHUNK; i++) {
+        weft__source_t *src = slot(d, i);
+        /* Registered sources stay registered (their owners deregister
+         * them); only the task references are given up. */
+        atomic_fetch_or_explicit(&src->readiness, WEFT__CLOSED, memory_order_relaxed);
+        drop_waker(&src->rd);
+        drop_waker(&src->wr);
+    }
+}
+
+void weft__sources_free(weft__driver_t *d)
+{
+    for (uint32_t i = 0; i < d->nchunks; i++)
+        free(atomic_load_explicit(&d->chunks[i], memory_order_relaxed));
+    free((void *)d->chunks);
+}
+
+/* ---- the readiness future ------------------------------------------------------ */
+
+int weft_io_wait_init(weft_io_wait_t *w, weft_io_t io, unsigned interest, int64_t deadline)
+{
+    if (!w || !(interest & (WEFT__RD | WEFT__WR)))
+        return -EINVAL;
+    w->io = io;
+    w->interest = interest & (WEFT__RD | WEFT__WR);
+    w->deadline = deadline;
+    weft_timer_init(&w->timer);
+    return 0;
+}
+
+static weft_poll_t io_wait_poll(void *state, weft_cx_t *cx, int64_t *out)
+{
+    weft_io_wait_t *w = state;
+    int r = weft_io_poll_ready(w->io, w->interest, cx);
+    if (r != 0) {
+        *out = r;
+        return WEFT_READY;
+    }
+    if (w->deadline != WEFT_FOREVER) {
+        int t = weft_timer_poll(&w->timer, w->deadline, cx);
+        if (t != WEFT_PENDING) {
+            *out = t == WEFT_READY ? -ETIMEDOUT : t;
+            return WEFT_READY;
+        }
+    }
+    return WEFT_PENDING;
+}
+
+static void io_wait_drop(void *state)
+{
+    weft_io_wait_t *w = state;
+    weft_timer_cancel(&w->timer);
+}
+
+const weft_future_vtable_t weft_io_wait_vtable = {io_wait_poll, io_wait_drop, "io_wait"};
+
+int weft_io_wait_ready(weft_io_t io, unsigned interest, int64_t deadline)
+{
+    weft_io_wait_t w;
+    int rc = weft_io_wait_init(&w, io, interest, deadline);
+    if (rc != 0)
+        return rc;
+    int64_t out = 0;
+    rc = weft_await(&weft_io_wait_vtable, &w, &out);
+    return rc != 0 ? rc : (int)out;
+}

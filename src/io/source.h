@@ -1,0 +1,85 @@
+/*
+ * source.h - I/O sources (one per registered fd) and the driver state they
+ * share with driver.c. Internal to src/io.
+ *
+ * A source lives in the driver's slab: chunks of WEFT__SRC_CHUNK sources
+ * that are allocated on demand and freed only with the driver, so a stale
+ * pointer or a stale epoll token always points at valid memory. Reuse is
+ * made safe by the generation: every registration gets a new `gen`, the
+ * epoll token is (gen << 32 | index), and handles carry the gen they were
+ * given; an event or a call with an older gen is ignored / answered
+ * -EBADF.
+ *
+ * readiness (one atomic word, driver sets, tasks clear):
+ *   bits 0-3   WEFT__RD, WEFT__WR, WEFT__CLOSED, WEFT__HUP (sticky: a
+ *              clear never removes it, so a short read can be taken as
+ *              "drained" without losing an end of stream announced by the
+ *              same event)
+ *   bits 8-22  tick: +1 (mod 2^15) on every event the driver applies
+ * A clear removes direction bits only if the tick is still the one of the
+ * snapshot it was given, so readiness that arrived after an operation
+ * found the fd drained is never lost.
+ *
+ * Wakers: one atomic waker per direction; the driver wakes them after
+ * setting readiness (producer: condition first, then wake); a waiter
+ * registers, then re-reads readiness (consumer: register first).
+ */
+#ifndef WEFT_IO_SOURCE_H
+#define WEFT_IO_SOURCE_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+
+#include <weft/io.h>
+
+#include "io/backend.h"
+#include "io/driver.h"
+
+#define WEFT__SRC_TICK_SHIFT 8
+#define WEFT__SRC_TICK_MASK 0x7fffu
+#define WEFT__SRC_CHUNK 256u
+#define WEFT__SRC_MAX_CHUNKS 8192u /* 2^21 sources */
+#define WEFT__SRC_NONE UINT32_MAX
+
+typedef struct weft__source {
+    alignas(64) _Atomic uint32_t readiness;
+    _Atomic uint32_t gen; /* the live registration's gen; bumped on deregister */
+    _Atomic int fd;       /* -1 when free */
+    uint32_t index;
+    uint32_t next_free; /* under the slab lock */
+    struct weft__driver *drv;
+    weft_atomic_waker_t rd, wr;
+} weft__source_t;
+
+struct weft__driver {
+    weft__sched_t *s;
+    const weft__backend_ops_t *be_ops;
+    void *be;
+    weft__timers_t *timers;
+    weft__batch_t batch;
+    weft__thread_t thread;
+    bool started;
+    char name[16];
+    /* Kick side (any thread). */
+    alignas(64) _Atomic int64_t sleep_until; /* INT64_MAX while awake */
+    _Atomic bool notified;                   /* a wake is pending in the backend */
+    _Atomic bool stop;
+    /* Slab (any thread, under lock; chunks only grow). */
+    alignas(64) pthread_mutex_t lock;
+    weft__source_t *_Atomic *chunks; /* WEFT__SRC_MAX_CHUNKS slots */
+    uint32_t nchunks;
+    uint32_t free_head;
+    bool closed; /* no registration after stop */
+    /* Counters: rounds, events, wakeups written by the driver thread only;
+     * kicks by any thread (fetch_add). */
+    alignas(64) _Atomic uint64_t rounds, events, wakeups, kicks;
+};
+
+/* Driver thread: apply an event's readiness and wake the waiters. */
+void weft__source_event(weft__driver_t *d, uint64_t token, uint32_t ready);
+/* After the thread stopped: mark every live source closed, drop wakers. */
+void weft__sources_shutdown(weft__driver_t *d);
+void weft__sources_free(weft__driver_t *d);
+
+#endif /* WEFT_IO_SOURCE_H */
