@@ -13,5 +13,8 @@
 #include <weft/task.h>
 #include <weft/runtime.h>
 #include <weft/coro.h>
+#include <weft/time.h>
+#include <weft/io.h>
+#include <weft/net.h>
 
 #endif /* WEFT_H */

@@ -18,8 +18,11 @@
 #                   ../shared/peers) is copied to PEERS_WORKDIR (default
 #                   /tmp/weft-peers, kept so Tokio is built only once)
 #
-# Servers (w10, w11) need a load generator: they are skipped in weft's own
-# table, and only peers/run.sh (PEERS=1) drives them.
+# Servers (w10, w11) are started as `<prog> <workers> <port>` on 127.0.0.1,
+# waited for (READY), loaded and stopped with SIGTERM: W10 by weft's own
+# build/bench/load_echo (64 connections x 5,000 round trips), W11 by
+# `wrk -t1 -c64 -d5s --latency` (tools/deps.sh installs wrk). Both rows get
+# srv_cpu_us_per_req, the server's user + system CPU time per request.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
@@ -37,18 +40,66 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWEFT_SANITIZE= \
 cmake --build build -j"$(nproc)" >&2 || exit 1
 
 # ---- discover the workload programs -----------------------------------------
-progs=()   # run here
-servers=() # only through PEERS=1
+progs=()
 while IFS= read -r p; do
-    case $p in
-    w10_* | w11_*) servers+=("$p") && log "skipping $p here (server: needs a load generator)" ;;
-    *) progs+=("$p") ;;
-    esac
+    progs+=("$p")
 done < <(find "$BENCH_DIR" -maxdepth 1 -type f -perm -u+x -name 'w[0-9]*_*' -printf '%f\n' 2>/dev/null | sort -V)
 if [ ${#progs[@]} -eq 0 ]; then
     log "bench.sh: no workload programs in $BENCH_DIR"
     exit 1
 fi
+
+# ---- servers -------------------------------------------------------------------
+PORT=${PORT_BASE:-19500}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# run_server PROG WORKERS BASE: start, load, stop; sets rc, writes $BASE.out.
+run_server() {
+    local prog=$1 w=$2 base=$3 pid t0 t1 i
+    PORT=$((PORT + 1))
+    "$BENCH_DIR/$prog" "$w" "$PORT" >"$base.server" 2>&1 &
+    pid=$!
+    for i in $(seq 200); do
+        grep -q '^READY' "$base.server" 2>/dev/null && break
+        sleep 0.05
+    done
+    if ! grep -q '^READY' "$base.server" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        rc=3
+        return
+    fi
+    case $prog in
+    w10_*)
+        timeout -k 5 90 "$BENCH_DIR/load_echo" weft "$w" "$PORT" 64 5000 --server-pid "$pid" \
+            >"$base.out" 2>"$base.err"
+        rc=$?
+        ;;
+    w11_*)
+        t0=$(cpu_ticks "$pid")
+        timeout -k 5 60 wrk -t1 -c64 -d5s --latency "http://127.0.0.1:$PORT/" >"$base.wrk" 2>"$base.err"
+        rc=$?
+        t1=$(cpu_ticks "$pid")
+        awk -v w="$w" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" '
+            function us(v) {
+                if (v ~ /us$/) return v + 0
+                if (v ~ /ms$/) return v * 1000
+                if (v ~ /s$/) return v * 1000000
+                return v
+            }
+            /^Requests\/sec:/ { rps = $2 }
+            $1 == "99%" && p99 == "" { p99 = us($2) }
+            /Socket errors:|Non-2xx/ { errs = 1 }
+            END {
+                if (rps == "" || p99 == "" || errs) exit 1
+                printf "RESULT http_hello weft workers=%s req_per_s=%.0f p99_us=%.1f srv_cpu_us_per_req=%.2f\n",
+                    w, rps, p99, (t1 - t0) / hz * 1e6 / (rps * 5)
+            }' "$base.wrk" >"$base.out" || rc=4
+        ;;
+    esac
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
 
 # ---- run ----------------------------------------------------------------------
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/weft-bench.XXXXXX")
@@ -60,8 +111,13 @@ for prog in "${progs[@]}"; do
     for w in $WORKERS; do
         for rep in $(seq 1 "$REPEATS"); do
             base=$LOGDIR/$prog.w$w.r$rep
-            timeout -k 5 "$RUN_TIMEOUT" "$BENCH_DIR/$prog" "$w" >"$base.out" 2>"$base.err"
-            rc=$?
+            case $prog in
+            w10_* | w11_*) run_server "$prog" "$w" "$base" ;;
+            *)
+                timeout -k 5 "$RUN_TIMEOUT" "$BENCH_DIR/$prog" "$w" >"$base.out" 2>"$base.err"
+                rc=$?
+                ;;
+            esac
             line=$(grep -m1 '^RESULT ' "$base.out")
             if [ $rc -eq 0 ] && [ -n "$line" ]; then
                 printf '%s\t%s\tok\t%s\n' "$prog" "$w" "$line" >>"$RAW"
@@ -143,7 +199,7 @@ if [ "${PEERS:-0}" = 1 ]; then
     mkdir -p "$work" && chmod -R u+w "$work" &&
         cp -rT --preserve=timestamps "$src" "$work" && chmod -R u+w "$work" || exit 1
     ids=()
-    for prog in "${progs[@]}" "${servers[@]}"; do
+    for prog in "${progs[@]}"; do
         id=${prog%%_*}
         ids+=("W${id#w}")
     done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/deps.sh - install the Debian packages weft needs to build and test,
 # if any are missing: a C toolchain, make, cmake, pkg-config, Concurrency Kit
-# (libck-dev) and Criterion (libcriterion-dev).
+# (libck-dev), Criterion (libcriterion-dev) and wrk (the W11 load generator
+# of tools/bench.sh).
 #
 # Silent when everything is present; otherwise, as root, runs apt-get update
 # and apt-get install -y --no-install-recommends for the missing packages.
@@ -27,6 +28,8 @@ else
     add libck-dev
     add libcriterion-dev
 fi
+
+command -v wrk >/dev/null 2>&1 || add wrk
 
 ((${#need[@]})) || exit 0
 

@@ -1,0 +1,334 @@
+/*
+ * W11 http_hello server: `w11_http_server <workers> <port> [--coro|--stackless]`.
+ *
+ * A minimal HTTP/1.1 keep-alive responder on weft's TCP streams (no HTTP
+ * library), the same program as peers/tokio/src/bin/w11_http_server.rs:
+ * listens on 127.0.0.1:<port> only, prints READY once listening, and
+ * answers every request (a header block ending in "\r\n\r\n"; GETs without
+ * bodies) with a fixed 13-byte "Hello, World!" response. Several requests
+ * arriving in one read (pipelining) are all answered, in order, with one
+ * write; a partial request is kept until the rest arrives; a header block
+ * over 64 KiB drops the connection. TCP_NODELAY on accepted sockets. Load:
+ * `wrk -t1 -c64 -d5s --latency http://127.0.0.1:<port>/`; this program
+ * prints no RESULT line. Runs until SIGTERM (or SIGINT), then shuts down
+ * cleanly.
+ *
+ * Default: stackless tasks (runtime label weft); --coro: coroutine tasks
+ * (weft-coro).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft.h>
+#include <weft/net.h>
+
+static const char RESPONSE[] =
+    "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+#define RESPONSE_LEN (sizeof RESPONSE - 1)
+#define BUF_INIT 4096
+#define MAX_REQUEST (64 * 1024)
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "w11_http_server: %s: %s (%d)\n", what, weft_strerror(rc), rc);
+    exit(1);
+}
+
+/* ---- the connection's buffers, shared by both kinds of task --------------------------------- */
+
+typedef struct http_io {
+    char *buf;
+    size_t cap, filled; /* buf[0, filled) holds unparsed input */
+    char *out;
+    size_t out_cap, out_len; /* responses to write */
+} http_io_t;
+
+static bool http_io_init(http_io_t *h)
+{
+    h->buf = malloc(BUF_INIT);
+    h->cap = BUF_INIT;
+    h->filled = 0;
+    h->out = malloc(RESPONSE_LEN * 4);
+    h->out_cap = RESPONSE_LEN * 4;
+    h->out_len = 0;
+    return h->buf && h->out;
+}
+
+static void http_io_free(http_io_t *h)
+{
+    free(h->buf);
+    free(h->out);
+    h->buf = h->out = NULL;
+}
+
+/* Room to read into: false if the header block is too large (or no memory). */
+static bool http_room(http_io_t *h)
+{
+    if (h->filled < h->cap)
+        return true;
+    if (h->cap >= MAX_REQUEST)
+        return false;
+    char *nb = realloc(h->buf, h->cap * 2);
+    if (!nb)
+        return false;
+    h->buf = nb;
+    h->cap *= 2;
+    return true;
+}
+
+/*
+ * n new bytes were read at buf[filled]: answer every complete request in
+ * out (out_len), drop them from buf. False only without memory.
+ */
+static bool http_parse(http_io_t *h, size_t n)
+{
+    /* Resume a few bytes back so a terminator split across reads is found. */
+    size_t scan = h->filled >= 3 ? h->filled - 3 : 0;
+    h->filled += n;
+    size_t consumed = 0;
+    h->out_len = 0;
+    while (h->filled - scan >= 4) {
+        char *p = memmem(h->buf + scan, h->filled - scan, "\r\n\r\n", 4);
+        if (!p)
+            break;
+        consumed = (size_t)(p - h->buf) + 4;
+        scan = consumed;
+        if (h->out_len + RESPONSE_LEN > h->out_cap) {
+            char *no = realloc(h->out, h->out_cap * 2);
+            if (!no)
+                return false;
+            h->out = no;
+            h->out_cap *= 2;
+        }
+        memcpy(h->out + h->out_len, RESPONSE, RESPONSE_LEN);
+        h->out_len += RESPONSE_LEN;
+    }
+    if (consumed > 0) {
+        memmove(h->buf, h->buf + consumed, h->filled - consumed);
+        h->filled -= consumed;
+    }
+    return true;
+}
+
+/* ---- stackless ------------------------------------------------------------------------------ */
+
+typedef struct http_conn {
+    weft_tcp_stream_t *s;
+    bool writing, live;
+    http_io_t io;
+    weft_tcp_xfer_t op;
+} http_conn_t;
+
+static weft_poll_t http_poll(void *state, weft_cx_t *cx, int64_t *out)
+{
+    http_conn_t *c = state;
+    http_io_t *h = &c->io;
+    if (!h->buf && !http_io_init(h))
+        goto done;
+    for (;;) {
+        int64_t v = 0;
+        if (!c->writing) {
+            if (!c->live) {
+                if (!http_room(h))
+                    break;
+                weft_tcp_read_init(&c->op, c->s, h->buf + h->filled, h->cap - h->filled,
+                                   WEFT_FOREVER);
+            }
+            c->live = true;
+            if (weft_tcp_read_vtable.poll(&c->op, cx, &v) == WEFT_PENDING)
+                return WEFT_PENDING;
+            weft_tcp_read_vtable.drop(&c->op);
+            c->live = false;
+            if (v <= 0 || !http_parse(h, (size_t)v))
+                break;
+            c->writing = h->out_len > 0;
+        } else {
+            if (!c->live)
+                weft_tcp_write_all_init(&c->op, c->s, h->out, h->out_len, WEFT_FOREVER, NULL);
+            c->live = true;
+            if (weft_tcp_write_all_vtable.poll(&c->op, cx, &v) == WEFT_PENDING)
+                return WEFT_PENDING;
+            weft_tcp_write_all_vtable.drop(&c->op);
+            c->live = false;
+            if (v < 0)
+                break;
+            c->writing = false;
+        }
+    }
+done:
+    *out = 0;
+    return WEFT_READY;
+}
+
+static void http_drop(void *state)
+{
+    http_conn_t *c = state;
+    if (c->live)
+        weft_tcp_read_vtable.drop(&c->op); /* one drop for every transfer future */
+    c->live = false;
+    http_io_free(&c->io);
+    weft_tcp_close(c->s);
+}
+
+static const weft_future_vtable_t http_vt = {http_poll, http_drop, "w11_http"};
+
+typedef struct acceptor {
+    weft_tcp_listener_t *l;
+    bool live;
+    weft_tcp_stream_t *s;
+    weft_tcp_accept_t acc;
+} acceptor_t;
+
+static weft_poll_t acceptor_poll(void *state, weft_cx_t *cx, int64_t *out)
+{
+    acceptor_t *a = state;
+    for (;;) {
+        if (!a->live)
+            weft_tcp_accept_init(&a->acc, a->l, &a->s, NULL, WEFT_FOREVER);
+        a->live = true;
+        int64_t v = 0;
+        if (weft_tcp_accept_vtable.poll(&a->acc, cx, &v) == WEFT_PENDING)
+            return WEFT_PENDING;
+        weft_tcp_accept_vtable.drop(&a->acc);
+        a->live = false;
+        if (v < 0) {
+            fprintf(stderr, "accept: %s\n", weft_strerror((int)v));
+            *out = v;
+            return WEFT_READY;
+        }
+        weft_tcp_set_nodelay(a->s, true);
+        http_conn_t init = {.s = a->s}; /* buffers are allocated on the first poll */
+        if (weft_spawn(weft_runtime_current(), &http_vt, &init, sizeof init, NULL) != 0)
+            weft_tcp_close(a->s);
+    }
+}
+
+static void acceptor_drop(void *state)
+{
+    acceptor_t *a = state;
+    if (a->live)
+        weft_tcp_accept_vtable.drop(&a->acc);
+    a->live = false;
+}
+
+static const weft_future_vtable_t acceptor_vt = {acceptor_poll, acceptor_drop, "w11_accept"};
+
+/* ---- coroutines ----------------------------------------------------------------------------- */
+
+static int http_coro(void *arg)
+{
+    weft_tcp_stream_t *s = arg;
+    http_io_t h;
+    if (http_io_init(&h)) {
+        for (;;) {
+            if (!http_room(&h))
+                break;
+            int n = weft_tcp_read(s, h.buf + h.filled, h.cap - h.filled, WEFT_FOREVER);
+            if (n <= 0 || !http_parse(&h, (size_t)n))
+                break;
+            if (h.out_len > 0 && weft_tcp_write_all(s, h.out, h.out_len, WEFT_FOREVER, NULL) < 0)
+                break;
+        }
+    }
+    http_io_free(&h);
+    weft_tcp_close(s);
+    return 0;
+}
+
+static int acceptor_coro(void *arg)
+{
+    weft_tcp_listener_t *l = arg;
+    for (;;) {
+        weft_tcp_stream_t *s;
+        int rc = weft_tcp_accept(l, &s, NULL, WEFT_FOREVER);
+        if (rc == -ECANCELED)
+            return 0;
+        if (rc < 0) {
+            fprintf(stderr, "accept: %s\n", weft_strerror(rc));
+            return rc;
+        }
+        weft_tcp_set_nodelay(s, true);
+        if (weft_spawn_coro(weft_runtime_current(), http_coro, s, NULL, NULL) != 0)
+            weft_tcp_close(s);
+    }
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    unsigned workers = weft_default_workers();
+    long port = -1;
+    int coro = 0, npos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--coro") == 0) {
+            coro = 1;
+        } else if (strcmp(argv[i], "--stackless") == 0) {
+            coro = 0;
+        } else {
+            char *end;
+            long v = strtol(argv[i], &end, 10);
+            if (*end || (npos == 0 && (v < 1 || v > WEFT_MAX_WORKERS)) ||
+                (npos == 1 && (v < 0 || v > 65535)) || npos > 1) {
+                fprintf(stderr, "usage: w11_http_server <workers> <port> [--coro]\n");
+                return 2;
+            }
+            if (npos++ == 0)
+                workers = (unsigned)v;
+            else
+                port = v;
+        }
+    }
+    if (port < 0) {
+        fprintf(stderr, "usage: w11_http_server <workers> <port> [--coro]\n");
+        return 2;
+    }
+
+    /* SIGTERM/SIGINT are taken by sigwait below; weft's threads block all
+     * signals, so blocking them here covers the whole process. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    weft_config_t cfg;
+    weft_config_init(&cfg);
+    cfg.workers = workers;
+    weft_runtime_t *rt;
+    int rc = weft_runtime_new(&cfg, &rt);
+    if (rc != 0)
+        die("weft_runtime_new", rc);
+
+    char text[32];
+    snprintf(text, sizeof text, "127.0.0.1:%ld", port);
+    struct sockaddr_storage addr;
+    socklen_t alen;
+    weft_addr_parse(text, &addr, &alen);
+    weft_tcp_listener_t *l;
+    rc = weft_tcp_listen(rt, (struct sockaddr *)&addr, alen, 1024, &l);
+    if (rc != 0)
+        die("listen", rc);
+
+    if (coro) {
+        rc = weft_spawn_coro(rt, acceptor_coro, l, NULL, NULL);
+    } else {
+        acceptor_t a = {l, false, NULL, {0}};
+        rc = weft_spawn(rt, &acceptor_vt, &a, sizeof a, NULL);
+    }
+    if (rc != 0)
+        die("spawn", rc);
+    printf("READY\n");
+    fflush(stdout);
+
+    int sig;
+    sigwait(&sigs, &sig);
+    weft_runtime_shutdown(rt, weft_now() + 2000000000LL);
+    weft_tcp_listener_close(l);
+    rc = weft_runtime_free(rt);
+    if (rc != 0)
+        die("weft_runtime_free", rc);
+    return 0;
+}

@@ -1,0 +1,350 @@
+/*
+ * net/cancel.c - every wait observes cancellation and deadlines, and leaves
+ * the object usable: a cancelled read took nothing (the next read gets the
+ * data), a cancelled write_all reports in *done what went out (the rest,
+ * written afterwards, arrives exactly once, in order), a cancelled or timed
+ * out accept took no connection, a read that timed out leaves the stream
+ * working, a stackless task cancelled mid-read drops its future cleanly.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+
+#include "net/net.h"
+#include "net/nt.h"
+
+#define WAIT_NS (20 * WT_SEC)
+
+typedef struct duo {
+    weft_tcp_stream_t *a, *b; /* a: connected, b: accepted */
+    weft_tcp_listener_t *l;
+    struct sockaddr_storage addr;
+} duo_t;
+
+static int make_duo(void *arg)
+{
+    duo_t *d = arg;
+    int rc = nt_listen(weft_runtime_current(), AF_INET, &d->l, &d->addr);
+    if (rc == 0)
+        rc = weft_tcp_connect(NULL, (struct sockaddr *)&d->addr, sizeof(struct sockaddr_in),
+                              weft_now() + WAIT_NS, &d->a);
+    if (rc == 0)
+        rc = weft_tcp_accept(d->l, &d->b, NULL, weft_now() + WAIT_NS);
+    return rc;
+}
+
+static void duo(weft_runtime_t *rt, duo_t *d)
+{
+    int result = -1;
+    cr_assert_eq(weft_runtime_run_coro(rt, make_duo, d, NULL, &result), 0);
+    cr_assert_eq(result, 0, "%d", result);
+}
+
+static void duo_close(duo_t *d)
+{
+    weft_tcp_close(d->a);
+    weft_tcp_close(d->b);
+    weft_tcp_listener_close(d->l);
+}
+
+static bool held(void *arg)
+{
+    return weft__tcp_stream_refs(arg) >= 2;
+}
+
+/* ---- read ----------------------------------------------------------------------------------- */
+
+typedef struct op {
+    duo_t *d;
+    uint8_t *buf;
+    size_t len;
+    _Atomic int rc;
+    _Atomic size_t done;
+} op_t;
+
+static int cancel_reader(void *arg)
+{
+    op_t *o = arg;
+    atomic_store(&o->rc, weft_tcp_read(o->d->b, o->buf, o->len, WEFT_FOREVER));
+    /* Level-triggered: the next call says -ECANCELED too. */
+    if (weft_tcp_read(o->d->b, o->buf, o->len, WEFT_FOREVER) != -ECANCELED)
+        atomic_store(&o->rc, -EIO);
+    return 0;
+}
+
+static int read_now(void *arg)
+{
+    op_t *o = arg;
+    return weft_tcp_read(o->d->b, o->buf, o->len, weft_now() + WAIT_NS);
+}
+
+static int write_str(void *arg)
+{
+    op_t *o = arg;
+    size_t done;
+    return weft_tcp_write_all(o->d->a, o->buf, o->len, weft_now() + WAIT_NS, &done);
+}
+
+Test(net_cancel, read_cancelled_takes_nothing, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    duo_t d;
+    duo(rt, &d);
+    uint8_t buf[64] = {0};
+    op_t o = {&d, buf, sizeof buf, 1, 0};
+    weft_task_t *h;
+    cr_assert_eq(weft_spawn_coro(rt, cancel_reader, &o, NULL, &h), 0);
+    cr_assert(wt_wait_until(held, d.b, WAIT_NS));
+    wt_sleep_ns(20 * WT_MS);
+    cr_expect_eq(weft_task_cancel(h), 0);
+    cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), -ECANCELED);
+    cr_expect_eq(atomic_load(&o.rc), -ECANCELED);
+    cr_expect_eq(weft__tcp_stream_refs(d.b), 1, "the cancelled read released the stream");
+    /* The stream still works: what is written now is read whole. */
+    op_t w = {&d, (uint8_t *)"hello", 5, 1, 0};
+    int r = -1;
+    cr_assert_eq(weft_runtime_run_coro(rt, write_str, &w, NULL, &r), 0);
+    cr_expect_eq(r, 0);
+    cr_assert_eq(weft_runtime_run_coro(rt, read_now, &o, NULL, &r), 0);
+    cr_expect_eq(r, 5);
+    cr_expect_eq(memcmp(buf, "hello", 5), 0);
+    duo_close(&d);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* ---- write_all ------------------------------------------------------------------------------ */
+
+#define BIG ((size_t)48 << 20)
+
+static int cancel_writer(void *arg)
+{
+    op_t *o = arg;
+    size_t done = 0;
+    int rc = weft_tcp_write_all(o->d->a, o->buf, o->len, WEFT_FOREVER, &done);
+    atomic_store(&o->done, done);
+    atomic_store(&o->rc, rc);
+    return 0;
+}
+
+typedef struct rest {
+    duo_t *d;
+    uint8_t *buf;
+    size_t from;
+    _Atomic int wrc, rrc;
+} rest_t;
+
+static int rest_writer(void *arg)
+{
+    rest_t *r = arg;
+    size_t done = 0;
+    atomic_store(&r->wrc, weft_tcp_write_all(r->d->a, r->buf + r->from, BIG - r->from,
+                                             weft_now() + WAIT_NS, &done));
+    return 0;
+}
+
+/* Read all BIG bytes and check the pattern, then expect nothing more. */
+static int rest_main(void *arg)
+{
+    rest_t *r = arg;
+    weft_task_t *h;
+    weft_spawn_coro(weft_runtime_current(), rest_writer, r, NULL, &h);
+    uint8_t *in = malloc(1 << 20);
+    size_t got = 0;
+    int rc = 0;
+    while (got < BIG && rc == 0) {
+        size_t want = BIG - got < (1u << 20) ? BIG - got : (1u << 20);
+        int n = weft_tcp_read(r->d->b, in, want, weft_now() + WAIT_NS);
+        if (n <= 0)
+            rc = n ? n : -EPIPE;
+        else if (nt_check(in, (size_t)n, 5, got) != (size_t)n)
+            rc = -EILSEQ;
+        else
+            got += (size_t)n;
+    }
+    weft_join(h, NULL);
+    /* Nothing doubled: no byte beyond BIG. */
+    if (rc == 0 && weft_tcp_read(r->d->b, in, 1, weft_now() + 50 * WT_MS) != -ETIMEDOUT)
+        rc = -E2BIG;
+    free(in);
+    atomic_store(&r->rrc, rc);
+    return 0;
+}
+
+Test(net_cancel, write_all_cancelled_reports_done, .timeout = 120)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    duo_t d;
+    duo(rt, &d);
+    uint8_t *big = malloc(BIG);
+    nt_fill(big, BIG, 5, 0);
+    op_t o = {&d, big, BIG, 1, 0};
+    weft_task_t *h;
+    cr_assert_eq(weft_spawn_coro(rt, cancel_writer, &o, NULL, &h), 0);
+    cr_assert(wt_wait_until(held, d.a, WAIT_NS));
+    wt_sleep_ns(50 * WT_MS); /* let it fill the buffers and wait */
+    cr_expect_eq(weft_task_cancel(h), 0);
+    cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), -ECANCELED);
+    cr_expect_eq(atomic_load(&o.rc), -ECANCELED);
+    size_t done = atomic_load(&o.done);
+    cr_expect_lt(done, BIG, "the writer was stopped by the full buffers (%zu)", done);
+    /* Write the rest from *done on: the reader gets every byte once. */
+    rest_t r = {&d, big, done, 1, 1};
+    cr_assert_eq(weft_runtime_run_coro(rt, rest_main, &r, NULL, NULL), 0);
+    cr_expect_eq(atomic_load(&r.wrc), 0);
+    cr_expect_eq(atomic_load(&r.rrc), 0, "%d", atomic_load(&r.rrc));
+    free(big);
+    duo_close(&d);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* ---- stackless: the task is cancelled while its read future waits --------------------------- */
+
+Test(net_cancel, stackless_read_dropped, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    duo_t d;
+    duo(rt, &d);
+    static uint8_t buf[16];
+    weft_tcp_read_t f;
+    cr_assert_eq(weft_tcp_read_init(&f, d.b, buf, sizeof buf, WEFT_FOREVER), 0);
+    weft_task_t *h;
+    cr_assert_eq(weft_spawn(rt, &weft_tcp_read_vtable, &f, sizeof f, &h), 0);
+    wt_sleep_ns(20 * WT_MS);
+    cr_expect_eq(weft_task_cancel(h), 0);
+    cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), -ECANCELED);
+    cr_expect_eq(weft__tcp_stream_refs(d.b), 1, "the drop released the stream");
+    op_t w = {&d, (uint8_t *)"abc", 3, 1, 0};
+    int r = -1;
+    cr_assert_eq(weft_runtime_run_coro(rt, write_str, &w, NULL, &r), 0);
+    op_t rd = {&d, buf, sizeof buf, 1, 0};
+    cr_assert_eq(weft_runtime_run_coro(rt, read_now, &rd, NULL, &r), 0);
+    cr_expect_eq(r, 3);
+    duo_close(&d);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* ---- deadlines ------------------------------------------------------------------------------ */
+
+typedef struct dl {
+    duo_t *d;
+    int read_rc, past_rc, after_rc, exact_rc, accept_rc, accept_past_rc;
+    size_t exact_done;
+} dl_t;
+
+static int deadlines(void *arg)
+{
+    dl_t *x = arg;
+    uint8_t buf[8];
+    x->read_rc = weft_tcp_read(x->d->b, buf, sizeof buf, weft_now() + 30 * WT_MS);
+    /* A deadline in the past: one non-blocking attempt. */
+    x->past_rc = weft_tcp_read(x->d->b, buf, sizeof buf, weft_now() - 1);
+    size_t done;
+    weft_tcp_write_all(x->d->a, "xyz", 3, WEFT_FOREVER, &done);
+    weft_sleep_for(10 * WT_MS);
+    /* Data waiting: a past deadline still gets it. */
+    x->after_rc = weft_tcp_read(x->d->b, buf, 2, 0);
+    /* read_exact of 4 with 1 byte there: times out after 1. */
+    x->exact_rc = weft_tcp_read_exact(x->d->b, buf, 4, weft_now() + 30 * WT_MS, &x->exact_done);
+    weft_tcp_stream_t *s;
+    x->accept_rc = weft_tcp_accept(x->d->l, &s, NULL, weft_now() + 30 * WT_MS);
+    x->accept_past_rc = weft_tcp_accept(x->d->l, &s, NULL, 0);
+    return 0;
+}
+
+Test(net_cancel, deadlines, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(1);
+    duo_t d;
+    duo(rt, &d);
+    dl_t x = {.d = &d};
+    cr_assert_eq(weft_runtime_run_coro(rt, deadlines, &x, NULL, NULL), 0);
+    cr_expect_eq(x.read_rc, -ETIMEDOUT);
+    cr_expect_eq(x.past_rc, -ETIMEDOUT);
+    cr_expect_eq(x.after_rc, 2);
+    cr_expect_eq(x.exact_rc, -ETIMEDOUT);
+    cr_expect_eq(x.exact_done, 1);
+    cr_expect_eq(x.accept_rc, -ETIMEDOUT);
+    cr_expect_eq(x.accept_past_rc, -ETIMEDOUT);
+    duo_close(&d);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* ---- accept --------------------------------------------------------------------------------- */
+
+typedef struct acc {
+    weft_tcp_listener_t *l;
+    _Atomic int rc;
+} acc_t;
+
+static int cancel_acceptor(void *arg)
+{
+    acc_t *a = arg;
+    weft_tcp_stream_t *s;
+    atomic_store(&a->rc, weft_tcp_accept(a->l, &s, NULL, WEFT_FOREVER));
+    return 0;
+}
+
+static bool listener_held(void *arg)
+{
+    return weft__tcp_listener_refs(arg) >= 2;
+}
+
+static int accept_one(void *arg)
+{
+    acc_t *a = arg;
+    weft_tcp_stream_t *s;
+    struct sockaddr_storage peer;
+    int rc = weft_tcp_accept(a->l, &s, &peer, weft_now() + WAIT_NS);
+    if (rc == 0) {
+        rc = peer.ss_family == AF_INET ? 0 : -EAFNOSUPPORT;
+        weft_tcp_close(s);
+    }
+    return rc;
+}
+
+Test(net_cancel, accept_cancelled_then_works, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    weft_tcp_listener_t *l;
+    struct sockaddr_storage addr;
+    cr_assert_eq(nt_listen(rt, AF_INET, &l, &addr), 0);
+    acc_t a = {l, 1};
+    weft_task_t *h;
+    cr_assert_eq(weft_spawn_coro(rt, cancel_acceptor, &a, NULL, &h), 0);
+    cr_assert(wt_wait_until(listener_held, l, WAIT_NS));
+    wt_sleep_ns(20 * WT_MS);
+    cr_expect_eq(weft_task_cancel(h), 0);
+    cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), -ECANCELED);
+    cr_expect_eq(atomic_load(&a.rc), -ECANCELED);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(struct sockaddr_in)), 0);
+    int r = -1;
+    cr_assert_eq(weft_runtime_run_coro(rt, accept_one, &a, NULL, &r), 0);
+    cr_expect_eq(r, 0);
+    close(fd);
+    cr_expect_eq(weft_tcp_listener_close(l), 0);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* Shutdown cancels everything: tasks blocked in every kind of wait end, and
+ * the objects they held are released by their drops. */
+Test(net_cancel, runtime_shutdown_with_waiters, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    duo_t d;
+    duo(rt, &d);
+    uint8_t buf[16];
+    op_t o = {&d, buf, sizeof buf, 1, 0};
+    acc_t a = {d.l, 1};
+    weft_task_t *h1, *h2;
+    cr_assert_eq(weft_spawn_coro(rt, cancel_reader, &o, NULL, &h1), 0);
+    cr_assert_eq(weft_spawn_coro(rt, cancel_acceptor, &a, NULL, &h2), 0);
+    cr_assert(wt_wait_until(held, d.b, WAIT_NS));
+    cr_assert(wt_wait_until(listener_held, d.l, WAIT_NS));
+    cr_expect_eq(weft_runtime_shutdown(rt, weft_now() + WAIT_NS), 0);
+    cr_expect_eq(weft_task_join_wait(h1, weft_now() + WAIT_NS, NULL), -ECANCELED);
+    cr_expect_eq(weft_task_join_wait(h2, weft_now() + WAIT_NS, NULL), -ECANCELED);
+    cr_expect_eq(weft__tcp_stream_refs(d.b), 1);
+    cr_expect_eq(weft__tcp_listener_refs(d.l), 1);
+    duo_close(&d);
+    cr_expect_eq(weft_runtime_free(rt), 0);
+}
