@@ -16,25 +16,17 @@
  * Default: stackless tasks (runtime label weft); --coro: coroutine tasks
  * (weft-coro).
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <weft.h>
-#include <weft/net.h>
+#include "server.h"
 
 static const char RESPONSE[] =
     "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
 #define RESPONSE_LEN (sizeof RESPONSE - 1)
 #define BUF_INIT 4096
 #define MAX_REQUEST (64 * 1024)
-
-static void die(const char *what, int rc)
-{
-    fprintf(stderr, "w11_http_server: %s: %s (%d)\n", what, weft_strerror(rc), rc);
-    exit(1);
-}
 
 /* ---- the connection's buffers, shared by both kinds of task --------------------------------- */
 
@@ -174,47 +166,6 @@ static void http_drop(void *state)
 
 static const weft_future_vtable_t http_vt = {http_poll, http_drop, "w11_http"};
 
-typedef struct acceptor {
-    weft_tcp_listener_t *l;
-    bool live;
-    weft_tcp_stream_t *s;
-    weft_tcp_accept_t acc;
-} acceptor_t;
-
-static weft_poll_t acceptor_poll(void *state, weft_cx_t *cx, int64_t *out)
-{
-    acceptor_t *a = state;
-    for (;;) {
-        if (!a->live)
-            weft_tcp_accept_init(&a->acc, a->l, &a->s, NULL, WEFT_FOREVER);
-        a->live = true;
-        int64_t v = 0;
-        if (weft_tcp_accept_vtable.poll(&a->acc, cx, &v) == WEFT_PENDING)
-            return WEFT_PENDING;
-        weft_tcp_accept_vtable.drop(&a->acc);
-        a->live = false;
-        if (v < 0) {
-            fprintf(stderr, "accept: %s\n", weft_strerror((int)v));
-            *out = v;
-            return WEFT_READY;
-        }
-        weft_tcp_set_nodelay(a->s, true);
-        http_conn_t init = {.s = a->s}; /* buffers are allocated on the first poll */
-        if (weft_spawn(weft_runtime_current(), &http_vt, &init, sizeof init, NULL) != 0)
-            weft_tcp_close(a->s);
-    }
-}
-
-static void acceptor_drop(void *state)
-{
-    acceptor_t *a = state;
-    if (a->live)
-        weft_tcp_accept_vtable.drop(&a->acc);
-    a->live = false;
-}
-
-static const weft_future_vtable_t acceptor_vt = {acceptor_poll, acceptor_drop, "w11_accept"};
-
 /* ---- coroutines ----------------------------------------------------------------------------- */
 
 static int http_coro(void *arg)
@@ -237,98 +188,18 @@ static int http_coro(void *arg)
     return 0;
 }
 
-static int acceptor_coro(void *arg)
-{
-    weft_tcp_listener_t *l = arg;
-    for (;;) {
-        weft_tcp_stream_t *s;
-        int rc = weft_tcp_accept(l, &s, NULL, WEFT_FOREVER);
-        if (rc == -ECANCELED)
-            return 0;
-        if (rc < 0) {
-            fprintf(stderr, "accept: %s\n", weft_strerror(rc));
-            return rc;
-        }
-        weft_tcp_set_nodelay(s, true);
-        if (weft_spawn_coro(weft_runtime_current(), http_coro, s, NULL, NULL) != 0)
-            weft_tcp_close(s);
-    }
-}
-
 /* ---- main ----------------------------------------------------------------------------------- */
+
+/* Spawn the connection's task; it owns s (server.h). */
+static int start(weft_tcp_stream_t *s, int coro)
+{
+    if (coro)
+        return weft_spawn_coro(weft_runtime_current(), http_coro, s, NULL, NULL);
+    http_conn_t init = {.s = s}; /* buffers are allocated on the first poll */
+    return weft_spawn(weft_runtime_current(), &http_vt, &init, sizeof init, NULL);
+}
 
 int main(int argc, char **argv)
 {
-    unsigned workers = weft_default_workers();
-    long port = -1;
-    int coro = 0, npos = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--coro") == 0) {
-            coro = 1;
-        } else if (strcmp(argv[i], "--stackless") == 0) {
-            coro = 0;
-        } else {
-            char *end;
-            long v = strtol(argv[i], &end, 10);
-            if (*end || (npos == 0 && (v < 1 || v > WEFT_MAX_WORKERS)) ||
-                (npos == 1 && (v < 0 || v > 65535)) || npos > 1) {
-                fprintf(stderr, "usage: w11_http_server <workers> <port> [--coro]\n");
-                return 2;
-            }
-            if (npos++ == 0)
-                workers = (unsigned)v;
-            else
-                port = v;
-        }
-    }
-    if (port < 0) {
-        fprintf(stderr, "usage: w11_http_server <workers> <port> [--coro]\n");
-        return 2;
-    }
-
-    /* SIGTERM/SIGINT are taken by sigwait below; weft's threads block all
-     * signals, so blocking them here covers the whole process. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-
-    weft_config_t cfg;
-    weft_config_init(&cfg);
-    cfg.workers = workers;
-    weft_runtime_t *rt;
-    int rc = weft_runtime_new(&cfg, &rt);
-    if (rc != 0)
-        die("weft_runtime_new", rc);
-
-    char text[32];
-    snprintf(text, sizeof text, "127.0.0.1:%ld", port);
-    struct sockaddr_storage addr;
-    socklen_t alen;
-    weft_addr_parse(text, &addr, &alen);
-    weft_tcp_listener_t *l;
-    rc = weft_tcp_listen(rt, (struct sockaddr *)&addr, alen, 1024, &l);
-    if (rc != 0)
-        die("listen", rc);
-
-    if (coro) {
-        rc = weft_spawn_coro(rt, acceptor_coro, l, NULL, NULL);
-    } else {
-        acceptor_t a = {l, false, NULL, {0}};
-        rc = weft_spawn(rt, &acceptor_vt, &a, sizeof a, NULL);
-    }
-    if (rc != 0)
-        die("spawn", rc);
-    printf("READY\n");
-    fflush(stdout);
-
-    int sig;
-    sigwait(&sigs, &sig);
-    weft_runtime_shutdown(rt, weft_now() + 2000000000LL);
-    weft_tcp_listener_close(l);
-    rc = weft_runtime_free(rt);
-    if (rc != 0)
-        die("weft_runtime_free", rc);
-    return 0;
+    return bench_server_main(argc, argv, "w11_http_server", start);
 }
