@@ -7,8 +7,8 @@
  * Lifecycle (driven by src/runtime): new -> start -> [runtime runs] ->
  * stop (after the scheduler's shutdown: joins the thread, then drops every
  * waker still held by a source or a timer, so no task cell stays
- * referenced) -> free (after the scheduler is freed... no: before it; the
- * driver's memory holds no task).
+ * referenced) -> free (before the scheduler is freed; the driver's memory
+ * holds no task).
  */
 #ifndef WEFT_IO_DRIVER_H
 #define WEFT_IO_DRIVER_H

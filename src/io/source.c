@@ -114,6 +114,8 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
     atomic_store_explicit(&src->gen, gen, memory_order_release);
     int rc = d->be_ops->add(d->be, fd, token_of(src, gen));
     if (rc != 0) {
+        /* Release, as above: the aborted gen is dead before the slot is
+         * free again (nobody was given a handle to it). */
         atomic_store_explicit(&src->gen, gen + 1, memory_order_release);
         atomic_store_explicit(&src->fd, -1, memory_order_relaxed);
         src->next_free = d->free_head;
