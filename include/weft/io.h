@@ -28,8 +28,12 @@
  * Handles are values ({source, generation}); after deregistration every call
  * on an old handle returns -EBADF, even if the source slot was reused.
  * A wait blocked on a handle that is deregistered is woken with -EBADF.
- * At most one task may wait per direction of one fd at a time (a second
- * waiter on the same direction replaces the first one's wake-up).
+ * At most one task may wait per direction of one fd at a time: a second
+ * waiter on the same direction displaces the first, which is woken
+ * spuriously and registers again, so two such waiters keep waking each
+ * other. A wait that ends without an event (timeout, cancellation, drop)
+ * leaves its waker registered until the fd's next event or its
+ * deregistration: the task's memory is kept until then.
  */
 #ifndef WEFT_IO_H
 #define WEFT_IO_H

@@ -53,10 +53,12 @@
  * most one write-side operation (write, write_all) may be in flight on a
  * stream at a time, from any tasks on any workers: one reader task and one
  * writer task can share a stream. At most one accept at a time per
- * listener. A second concurrent operation on the same side is not detected
- * and steals the first one's wake-up (it may then hang until its deadline).
- * Everything else (options, addresses, shutdown, close) may be called from
- * any thread at any time.
+ * listener. A second concurrent operation on the same side is not detected:
+ * the two keep displacing each other's wake-up (each is woken spuriously
+ * and registers again), which burns CPU until one finishes. Options,
+ * addresses and shutdown may be called from any thread at any time, but
+ * not concurrently with close (they take no reference: the caller's
+ * pointer must be live).
  *
  * Closing. weft_tcp_close and weft_tcp_listener_close may run while other
  * tasks wait on the object: those waits end at once with -EBADF, and the

@@ -101,7 +101,9 @@ static void *driver_main(void *arg)
         }
         /* Relaxed: ordered for kick() by the timers' lock (see kick). */
         atomic_store_explicit(&d->sleep_until, next, memory_order_relaxed);
-        int n = timeout == 0 ? 0 : d->be_ops->wait(d->be, evs, EVENTS_PER_ROUND, timeout);
+        /* Even when a timer is already due: poll (timeout 0), so that a
+         * run of due timers cannot hold back I/O events. */
+        int n = d->be_ops->wait(d->be, evs, EVENTS_PER_ROUND, timeout);
         atomic_store_explicit(&d->sleep_until, INT64_MAX, memory_order_relaxed);
         weft__counter_inc(&d->rounds);
         weft__sched_batch_begin(&d->batch);

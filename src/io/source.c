@@ -106,7 +106,12 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
      * after its handle went stale) are dropped, not inherited. */
     drop_waker(&src->rd);
     drop_waker(&src->wr);
-    atomic_store_explicit(&src->readiness, 0, memory_order_relaxed);
+    /* The tick keeps running across registrations, so a clear through a
+     * stale handle (racing past its generation check) can only match a
+     * tick at which this registration has no bits yet. */
+    uint32_t tick = atomic_load_explicit(&src->readiness, memory_order_relaxed) &
+                    (WEFT__SRC_TICK_MASK << WEFT__SRC_TICK_SHIFT);
+    atomic_store_explicit(&src->readiness, tick, memory_order_relaxed);
     atomic_store_explicit(&src->fd, fd, memory_order_relaxed);
     uint32_t gen = atomic_load_explicit(&src->gen, memory_order_relaxed) + 1;
     /* Release: publishes fd and readiness to whoever acquires this gen
@@ -147,12 +152,18 @@ int weft_io_deregister(weft_io_t io)
     atomic_store_explicit(&src->gen, io.gen_ + 1, memory_order_release);
     atomic_fetch_or_explicit(&src->readiness, WEFT__CLOSED, memory_order_acq_rel);
     atomic_store_explicit(&src->fd, -1, memory_order_relaxed);
+    /* Take the waiters' wakers before the slot is free: a register that
+     * reuses the slot right after the unlock drops whatever is left in
+     * it, and those waiters would never hear of the close. */
+    weft_waker_t rd, wr;
+    weft_atomic_waker_take(&src->rd, &rd);
+    weft_atomic_waker_take(&src->wr, &wr);
     src->next_free = d->free_head;
     d->free_head = src->index;
     pthread_mutex_unlock(&d->lock);
     /* After the unlock: the wakes may run tasks inline on this worker. */
-    weft_atomic_waker_wake(&src->rd);
-    weft_atomic_waker_wake(&src->wr);
+    weft_waker_wake(&rd);
+    weft_waker_wake(&wr);
     return 0;
 }
 
@@ -209,6 +220,35 @@ void weft_io_clear(weft_io_t io, int snapshot)
     }
 }
 
+/*
+ * Register w, waking (not dropping) a different waker it displaces: that
+ * is a second waiter on the same direction, or, through a handle that went
+ * stale a moment ago, the waiter of the slot's next registration. A
+ * spurious wake makes it poll and register again; a dropped one would
+ * leave it asleep for good.
+ */
+static void register_waker(weft_atomic_waker_t *aw, const weft_waker_t *w)
+{
+    weft_waker_t old;
+    weft_atomic_waker_take(aw, &old);
+    weft_atomic_waker_register(aw, w);
+    if (old.vtable && !weft_waker_will_wake(&old, w))
+        weft_waker_wake(&old);
+    else
+        weft_waker_drop(&old);
+}
+
+/* Take w back out of aw; wake whatever else is found there. */
+static void unregister_waker(weft_atomic_waker_t *aw, const weft_waker_t *w)
+{
+    weft_waker_t cur;
+    weft_atomic_waker_take(aw, &cur);
+    if (cur.vtable && !weft_waker_will_wake(&cur, w))
+        weft_waker_wake(&cur);
+    else
+        weft_waker_drop(&cur);
+}
+
 int weft_io_poll_ready(weft_io_t io, unsigned interest, weft_cx_t *cx)
 {
     if (!cx)
@@ -220,10 +260,20 @@ int weft_io_poll_ready(weft_io_t io, unsigned interest, weft_cx_t *cx)
     const weft_waker_t *w = weft_cx_waker(cx);
     /* Register first, then re-check (the atomic waker's contract). */
     if (interest & WEFT__RD)
-        weft_atomic_waker_register(&src->rd, w);
+        register_waker(&src->rd, w);
     if (interest & WEFT__WR)
-        weft_atomic_waker_register(&src->wr, w);
-    return weft_io_ready(io, interest);
+        register_waker(&src->wr, w);
+    r = weft_io_ready(io, interest);
+    if (r == -EBADF) {
+        /* The handle went stale while we registered, and the slot may
+         * already serve a new registration: take back what we put there
+         * (waking anything else we find, so nobody's wake-up is lost). */
+        if (interest & WEFT__RD)
+            unregister_waker(&src->rd, w);
+        if (interest & WEFT__WR)
+            unregister_waker(&src->wr, w);
+    }
+    return r;
 }
 
 void weft__source_event(weft__driver_t *d, uint64_t token, uint32_t ready)

@@ -91,13 +91,21 @@ static int connect_start(weft_tcp_connect_t *f)
     int fd = weft__sock_open(f->addr_.ss_family);
     if (fd < 0)
         return fd;
+    /* Connect before registering: an unconnected socket polls as
+     * EPOLLOUT|EPOLLHUP, which the registration would report at once and
+     * leave as a (sticky) hang-up on the stream. In SYN_SENT nothing is
+     * queued, and completion is a new edge. */
+    int c = weft__sock_connect(fd, (const struct sockaddr *)&f->addr_, f->addrlen_);
+    if (c != 0 && c != -EINPROGRESS) {
+        weft__sock_close(fd);
+        return c;
+    }
     int rc = weft__tcp_stream_new(f->rt_, fd, &f->s_);
     if (rc != 0) {
         weft__sock_close(fd);
         return rc;
     }
-    rc = weft__sock_connect(fd, (const struct sockaddr *)&f->addr_, f->addrlen_);
-    return rc == -EINPROGRESS ? WEFT_PENDING : rc;
+    return c == -EINPROGRESS ? WEFT_PENDING : 0;
 }
 
 static weft_poll_t connect_poll(void *state, weft_cx_t *cx, int64_t *out)

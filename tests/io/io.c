@@ -389,3 +389,35 @@ Test(io, hangup_bit_is_sticky, .timeout = 30)
     close(sv[1]);
     cr_expect_eq(wt_finish(rt), 0);
 }
+
+/* A waiter must hear of its deregistration even when the slot is reused at
+ * once by another registration (the wakers leave the slot under the lock,
+ * before it is free). */
+Test(io, deregister_then_immediate_reuse_still_wakes, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    for (int round = 0; round < 50; round++) {
+        int a[2], b[2];
+        nb_pair(a);
+        nb_pair(b);
+        reader_t r = {.fd = a[0], .deadline = WEFT_FOREVER};
+        cr_assert_eq(weft_io_register(rt, a[0], &r.io), 0);
+        weft_task_t *h;
+        cr_assert_eq(weft_spawn_coro(rt, reader_coro, &r, NULL, &h), 0);
+        cr_assert(wt_wait_until(started, &r, WAIT_NS));
+        if (round % 2)
+            wt_sleep_ns(1 * WT_MS);
+        weft_io_t other;
+        cr_assert_eq(weft_io_deregister(r.io), 0);
+        cr_assert_eq(weft_io_register(rt, b[0], &other), 0);
+        int64_t out = 0;
+        cr_assert_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, &out), 0, "round %d", round);
+        cr_expect_eq(out, -EBADF, "round %d: %lld", round, (long long)out);
+        cr_expect_eq(weft_io_deregister(other), 0);
+        close(a[0]);
+        close(a[1]);
+        close(b[0]);
+        close(b[1]);
+    }
+    cr_expect_eq(wt_finish(rt), 0);
+}
