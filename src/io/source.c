@@ -230,8 +230,7 @@ void weft_io_clear(weft_io_t io, int snapshot)
 static void register_waker(weft_atomic_waker_t *aw, const weft_waker_t *w)
 {
     weft_waker_t old;
-    weft_atomic_waker_take(aw, &old);
-    weft_atomic_waker_register(aw, w);
+    weft__atomic_waker_swap(aw, w, &old);
     if (old.vtable && !weft_waker_will_wake(&old, w))
         weft_waker_wake(&old);
     else

@@ -20,8 +20,9 @@ void weft_atomic_waker_init(weft_atomic_waker_t *aw)
     aw->waker_ = WEFT_WAKER_NONE;
 }
 
-int weft_atomic_waker_register(weft_atomic_waker_t *aw, const weft_waker_t *w)
+int weft__atomic_waker_swap(weft_atomic_waker_t *aw, const weft_waker_t *w, weft_waker_t *old)
 {
+    *old = WEFT_WAKER_NONE;
     if (!aw || !w)
         return -EINVAL;
     uintptr_t cur = WAITING;
@@ -29,7 +30,7 @@ int weft_atomic_waker_register(weft_atomic_waker_t *aw, const weft_waker_t *w)
      * (a previous register or take), so we see the waker stored there. */
     if (atomic_compare_exchange_strong_explicit(&aw->state_, &cur, REGISTERING,
                                                 memory_order_acquire, memory_order_acquire)) {
-        weft_waker_t old = aw->waker_;
+        *old = aw->waker_;
         weft_waker_clone(w, &aw->waker_);
         uintptr_t exp = REGISTERING;
         /* acq_rel: release publishes the new waker to the next waker-taker;
@@ -42,11 +43,8 @@ int weft_atomic_waker_register(weft_atomic_waker_t *aw, const weft_waker_t *w)
             aw->waker_ = WEFT_WAKER_NONE;
             /* Release: the next registrant acquires the emptied slot. */
             atomic_store_explicit(&aw->state_, WAITING, memory_order_release);
-            weft_waker_drop(&old);
             weft_waker_wake(&mine);
-            return 0;
         }
-        weft_waker_drop(&old);
         return 0;
     }
     if (cur & WAKING) {
@@ -55,6 +53,14 @@ int weft_atomic_waker_register(weft_atomic_waker_t *aw, const weft_waker_t *w)
     }
     /* REGISTERING alone: concurrent registration is a caller bug; ignore. */
     return 0;
+}
+
+int weft_atomic_waker_register(weft_atomic_waker_t *aw, const weft_waker_t *w)
+{
+    weft_waker_t old;
+    int rc = weft__atomic_waker_swap(aw, w, &old);
+    weft_waker_drop(&old);
+    return rc;
 }
 
 int weft_atomic_waker_take(weft_atomic_waker_t *aw, weft_waker_t *out)

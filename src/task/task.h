@@ -178,4 +178,13 @@ weft_waker_t weft__task_waker_ref(weft__task_t *t);
 /* Drop a reference; free the cell if it was the last. */
 void weft__task_drop_ref(weft__task_t *t);
 
+/* ---- atomic waker (atomic_waker.c) ----------------------------------------- */
+
+/*
+ * weft_atomic_waker_register, but the waker it displaces is handed to the
+ * caller in *old (empty if none) instead of being dropped: src/io wakes a
+ * displaced waker that is not the caller's own.
+ */
+int weft__atomic_waker_swap(weft_atomic_waker_t *aw, const weft_waker_t *w, weft_waker_t *old);
+
 #endif /* WEFT_TASK_TASK_H */

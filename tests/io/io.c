@@ -105,16 +105,27 @@ static bool started(void *arg)
     return atomic_load(&((reader_t *)arg)->started) != 0;
 }
 
+/* Register fd, start a reader coroutine on it (no deadline) and wait until
+ * it runs. */
+static weft_task_t *start_reader(weft_runtime_t *rt, reader_t *r, int fd)
+{
+    memset(r, 0, sizeof *r);
+    r->fd = fd;
+    r->deadline = WEFT_FOREVER;
+    cr_assert_eq(weft_io_register(rt, fd, &r->io), 0);
+    weft_task_t *h;
+    cr_assert_eq(weft_spawn_coro(rt, reader_coro, r, NULL, &h), 0);
+    cr_assert(wt_wait_until(started, r, WAIT_NS));
+    return h;
+}
+
 Test(io, readable_wakes_a_coroutine, .timeout = 30)
 {
     weft_runtime_t *rt = wt_runtime(2);
     int sv[2];
     nb_pair(sv);
-    reader_t r = {.fd = sv[0], .deadline = WEFT_FOREVER};
-    cr_assert_eq(weft_io_register(rt, sv[0], &r.io), 0);
-    weft_task_t *h;
-    cr_assert_eq(weft_spawn_coro(rt, reader_coro, &r, NULL, &h), 0);
-    cr_assert(wt_wait_until(started, &r, WAIT_NS));
+    reader_t r;
+    weft_task_t *h = start_reader(rt, &r, sv[0]);
     wt_sleep_ns(20 * WT_MS); /* let it block (not required for correctness) */
     put(sv[1], "hello");
     int64_t out = -1;
@@ -185,11 +196,8 @@ Test(io, deregister_wakes_the_waiter_with_ebadf, .timeout = 30)
     weft_runtime_t *rt = wt_runtime(2);
     int sv[2];
     nb_pair(sv);
-    reader_t r = {.fd = sv[0], .deadline = WEFT_FOREVER};
-    cr_assert_eq(weft_io_register(rt, sv[0], &r.io), 0);
-    weft_task_t *h;
-    cr_assert_eq(weft_spawn_coro(rt, reader_coro, &r, NULL, &h), 0);
-    cr_assert(wt_wait_until(started, &r, WAIT_NS));
+    reader_t r;
+    weft_task_t *h = start_reader(rt, &r, sv[0]);
     wt_sleep_ns(20 * WT_MS);
     cr_assert_eq(weft_io_deregister(r.io), 0);
     int64_t out = 0;
@@ -234,11 +242,8 @@ Test(io, cancelled_wait_leaves_the_fd_usable, .timeout = 30)
     weft_runtime_t *rt = wt_runtime(2);
     int sv[2];
     nb_pair(sv);
-    reader_t r = {.fd = sv[0], .deadline = WEFT_FOREVER};
-    cr_assert_eq(weft_io_register(rt, sv[0], &r.io), 0);
-    weft_task_t *h;
-    cr_assert_eq(weft_spawn_coro(rt, reader_coro, &r, NULL, &h), 0);
-    cr_assert(wt_wait_until(started, &r, WAIT_NS));
+    reader_t r;
+    weft_task_t *h = start_reader(rt, &r, sv[0]);
     wt_sleep_ns(20 * WT_MS);
     cr_assert_eq(weft_task_cancel(h), 0);
     int64_t out = 0;
@@ -346,10 +351,8 @@ Test(io, shutdown_with_a_waiter_and_a_registration, .timeout = 30)
     weft_runtime_t *rt = wt_runtime(1);
     int sv[2];
     nb_pair(sv);
-    reader_t r = {.fd = sv[0], .deadline = WEFT_FOREVER};
-    cr_assert_eq(weft_io_register(rt, sv[0], &r.io), 0);
-    cr_assert_eq(weft_spawn_coro(rt, reader_coro, &r, NULL, NULL), 0);
-    cr_assert(wt_wait_until(started, &r, WAIT_NS));
+    reader_t r;
+    cr_assert_eq(weft_task_detach(start_reader(rt, &r, sv[0])), 0);
     wt_sleep_ns(10 * WT_MS);
     cr_expect_eq(wt_finish(rt), 0);
     cr_expect_eq(atomic_load(&r.wait_rc), -ECANCELED);
@@ -400,11 +403,8 @@ Test(io, deregister_then_immediate_reuse_still_wakes, .timeout = 60)
         int a[2], b[2];
         nb_pair(a);
         nb_pair(b);
-        reader_t r = {.fd = a[0], .deadline = WEFT_FOREVER};
-        cr_assert_eq(weft_io_register(rt, a[0], &r.io), 0);
-        weft_task_t *h;
-        cr_assert_eq(weft_spawn_coro(rt, reader_coro, &r, NULL, &h), 0);
-        cr_assert(wt_wait_until(started, &r, WAIT_NS));
+        reader_t r;
+        weft_task_t *h = start_reader(rt, &r, a[0]);
         if (round % 2)
             wt_sleep_ns(1 * WT_MS);
         weft_io_t other;
