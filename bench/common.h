@@ -43,11 +43,21 @@ static inline bench_args_t bench_parse(int argc, char **argv, const char *prog)
     return a;
 }
 
+/* WEFT_BENCH_DRIVER=thread runs the driver on a thread of its own
+ * (weft_config_t.driver), to compare it with the default. */
+static inline void bench_config(weft_config_t *cfg, unsigned workers)
+{
+    weft_config_init(cfg);
+    cfg->workers = workers;
+    const char *d = getenv("WEFT_BENCH_DRIVER");
+    if (d && strcmp(d, "thread") == 0)
+        cfg->driver = WEFT_DRIVER_THREAD;
+}
+
 static inline weft_runtime_t *bench_runtime(unsigned workers)
 {
     weft_config_t cfg;
-    weft_config_init(&cfg);
-    cfg.workers = workers;
+    bench_config(&cfg, workers);
     weft_runtime_t *rt;
     int rc = weft_runtime_new(&cfg, &rt);
     if (rc != 0) {

@@ -22,6 +22,8 @@
 
 #include <weft.h>
 
+#include "common.h"
+
 typedef int (*bench_conn_start_t)(weft_tcp_stream_t *s, int coro);
 
 static const char *bench_server_prog;
@@ -137,8 +139,7 @@ static inline int bench_server_main(int argc, char **argv, const char *prog,
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     weft_config_t cfg;
-    weft_config_init(&cfg);
-    cfg.workers = workers;
+    bench_config(&cfg, workers);
     weft_runtime_t *rt;
     int rc = weft_runtime_new(&cfg, &rt);
     if (rc != 0)

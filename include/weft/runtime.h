@@ -45,7 +45,21 @@ typedef struct weft_config {
      * reuse beyond the 16 it keeps resident (their pages are given back);
      * 0 means 256, at most WEFT_STACK_CACHE_MAX. Others are unmapped. */
     unsigned stack_cache;
+    /*
+     * Who waits in epoll and fires timers (docs/io.md, "Who polls"):
+     * WEFT_DRIVER_WORKERS (the default, 0): a worker with nothing to run
+     * waits there instead of sleeping, and runs the tasks an event or a
+     * timer wakes itself; busy workers look without blocking every 61
+     * ticks. WEFT_DRIVER_THREAD: a thread of its own ("<prefix>-io") waits
+     * there and hands every woken task to a worker, so timers fire and
+     * readiness is recorded even while every worker is busy, at the cost
+     * of a second thread wake-up per event. Other values: -EINVAL.
+     */
+    int driver;
 } weft_config_t;
+
+#define WEFT_DRIVER_WORKERS 0
+#define WEFT_DRIVER_THREAD 1
 
 #define WEFT_STACK_CACHE_MAX 65536u
 
@@ -58,7 +72,7 @@ unsigned weft_default_workers(void);
 /*
  * Create a runtime and start its threads. cfg may be NULL for defaults.
  * 0, -EINVAL (workers > WEFT_MAX_WORKERS, a stack_size or stack_cache out
- * of range, NULL out), -ENOMEM, or the
+ * of range, an unknown driver, NULL out), -ENOMEM, or the
  * negative errno of a failed thread creation (nothing is left running).
  */
 int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out);

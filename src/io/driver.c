@@ -1,24 +1,35 @@
 /*
- * driver.c - the driver thread: waits in the backend until the next timer
+ * driver.c - the poller: waits in the backend until the next timer
  * deadline or an I/O event, applies events to sources, fires timers, and
- * delivers the tasks this wakes to the workers as one batch per round.
+ * hands the tasks this wakes to the workers as one batch per round.
+ *
+ * Who polls (weft_config_t.driver): either a thread of its own
+ * ("<prefix>-io") runs rounds forever, or parked workers do (the scheduler
+ * calls poller_ops from park, and without blocking from busy workers every
+ * WEFT__GLOBAL_INTERVAL ticks): a parked worker woken by an event runs
+ * the tasks it woke itself, one thread wake-up instead of two. Either way
+ * one thread at a time holds `poll_lock` and everything it guards.
  *
  * Invariants:
- * - sleep_until is the deadline the driver's current wait ends at, and
- *   INT64_MAX while it is awake. A thread that arms a timer earlier than
- *   the timers' last reported deadline calls kick(deadline) after the
+ * - sleep_until is the deadline the current blocking wait ends at, and
+ *   INT64_MAX while no wait blocks. A thread that arms a timer earlier
+ *   than the timers' last reported deadline calls kick(deadline) after the
  *   timers' lock is released; kick wakes the backend iff deadline <
- *   sleep_until and no wake is pending (`notified`). While awake every such
- *   kick wakes the backend, so an arm that lands after this round's
- *   weft__timers_process is seen by the next round; the `notified` flag
- *   keeps that to one eventfd write per round. An arm during process is
- *   covered by process itself (it computes its return value under the
+ *   sleep_until and no wake is pending (`notified`). While nobody blocks
+ *   every such kick wakes the backend, so an arm that lands after a
+ *   round's weft__timers_process is seen by the next round; the `notified`
+ *   flag keeps that to one eventfd write per round. An arm during process
+ *   is covered by process itself (it computes its return value under the
  *   timers' lock, src/time/wheel.c).
  * - `notified` is cleared only after the backend has consumed the wake and
  *   before timers are processed, so a kick that found it set is covered
- *   by that processing.
- * - Tasks woken on this thread go to a weft__batch_t and are delivered at
- *   the end of the round: one CAS and at most one unpark per worker.
+ *   by that processing; a worker wake that found it set is covered by the
+ *   worker's own check of `sleeping` after the round (see poller_wake).
+ * - `next` is written only by the holder of poll_lock (acquire/release
+ *   hand it from one holder to the next).
+ * - Tasks woken by a round go to a weft__batch_t and are handed over at
+ *   its end: to the polling worker itself, or (from the driver thread)
+ *   one CAS and at most one unpark per worker.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,10 +38,8 @@
 #include "io/source.h"
 
 #define EVENTS_PER_ROUND 256
-/* Timer slack of the driver thread: the kernel may run its wake-ups this
- * much late (default 50 us). The wheel's resolution is larger; this only
- * keeps the kernel from adding to it. */
-#define DRIVER_TIMER_SLACK_NS 1000
+
+static const weft__poller_ops_t poller_ops;
 
 static void kick(void *arg, int64_t deadline)
 {
@@ -46,18 +55,22 @@ static void kick(void *arg, int64_t deadline)
         return;
     if (atomic_load_explicit(&d->notified, memory_order_relaxed) ||
         atomic_exchange_explicit(&d->notified, true, memory_order_acq_rel))
-        return; /* acq_rel: pairs with the driver's release store of false */
+        return; /* acq_rel: pairs with round_run's store of false */
     atomic_fetch_add_explicit(&d->kicks, 1, memory_order_relaxed);
     d->be_ops->wake(d->be);
 }
 
-int weft__driver_new(weft__sched_t *s, weft__driver_t **out)
+int weft__driver_new(weft__sched_t *s, bool own_thread, weft__driver_t **out)
 {
     weft__driver_t *d = aligned_alloc(64, WEFT__ALIGN_UP(sizeof *d, 64));
     if (!d)
         return -ENOMEM;
     memset(d, 0, sizeof *d);
     d->s = s;
+    d->own_thread = own_thread;
+    d->next = INT64_MAX;
+    atomic_init(&d->poll_lock, false);
+    atomic_init(&d->nsources, 0);
     d->be_ops = &weft__backend_epoll;
     snprintf(d->name, sizeof d->name, "%.10s-io", s->name);
     atomic_init(&d->sleep_until, INT64_MAX);
@@ -82,53 +95,131 @@ int weft__driver_new(weft__sched_t *s, weft__driver_t **out)
         free(d);
         return rc;
     }
+    if (!own_thread)
+        weft__sched_set_poller(s, &poller_ops, d);
     *out = d;
     return 0;
 }
 
+/*
+ * One round, by the holder of poll_lock. block: wait until an event, the
+ * timers' next deadline or a wake; else only look. w: the polling worker
+ * (its tasks stay with it), or NULL on the driver thread. A non-blocking
+ * round skips the system call while no source is registered and the
+ * timers only when none is due.
+ */
+static void round_run(weft__driver_t *d, weft__worker_t *w, bool block)
+{
+    weft__io_event_t evs[EVENTS_PER_ROUND];
+    int64_t timeout = 0;
+    int64_t now = 0;
+    int n = 0;
+    if (block) {
+        if (d->next != INT64_MAX) {
+            now = weft__time_now_ns();
+            timeout = d->next > now ? d->next - now : -1;
+            if (timeout < 0)
+                timeout = 0;
+        } else {
+            timeout = -1;
+        }
+        /* Relaxed: ordered for kick() by the timers' lock (see kick).
+         * Even when a timer is already due: poll (timeout 0), so that a
+         * run of due timers cannot hold back I/O events. */
+        atomic_store_explicit(&d->sleep_until, d->next, memory_order_relaxed);
+        n = d->be_ops->wait(d->be, evs, EVENTS_PER_ROUND, timeout);
+        atomic_store_explicit(&d->sleep_until, INT64_MAX, memory_order_relaxed);
+    } else {
+        bool timers_due = atomic_load_explicit(&d->notified, memory_order_relaxed) ||
+                          (d->next != INT64_MAX && weft__time_now_ns() >= d->next);
+        if (!timers_due && atomic_load_explicit(&d->nsources, memory_order_relaxed) == 0)
+            return;
+        n = d->be_ops->wait(d->be, evs, EVENTS_PER_ROUND, 0);
+    }
+    weft__counter_inc(&d->rounds);
+    weft__sched_batch_begin(&d->batch, w);
+    for (int i = 0; i < n; i++) {
+        if (evs[i].token == WEFT__TOKEN_WAKE) {
+            /* seq_cst: pairs with the acq_rel/seq_cst exchange of kick()
+             * and poller_wake(): a wake after this store writes the
+             * eventfd again; one before it is covered (file comment). */
+            atomic_store_explicit(&d->notified, false, memory_order_seq_cst);
+            weft__counter_inc(&d->wakeups);
+            continue;
+        }
+        weft__source_event(d, evs[i].token, evs[i].ready);
+    }
+    if (n > 0)
+        atomic_store_explicit(&d->events,
+                              atomic_load_explicit(&d->events, memory_order_relaxed) + (uint64_t)n,
+                              memory_order_relaxed);
+    d->next = weft__timers_process(d->timers, weft__time_now_ns());
+    weft__sched_batch_end(&d->batch);
+}
+
+static bool poller_try_lock(void *arg)
+{
+    weft__driver_t *d = arg;
+    /* A relaxed peek first keeps busy workers from bouncing the line.
+     * Acquire: pairs with poller_unlock's release; hands over `next`, the
+     * batch and the backend's event buffer. */
+    return !atomic_load_explicit(&d->poll_lock, memory_order_relaxed) &&
+           !atomic_exchange_explicit(&d->poll_lock, true, memory_order_acquire);
+}
+
+static void poller_unlock(void *arg)
+{
+    weft__driver_t *d = arg;
+    /* Release: pairs with poller_try_lock's acquire. */
+    atomic_store_explicit(&d->poll_lock, false, memory_order_release);
+}
+
+static void poller_round(void *arg, weft__worker_t *w, bool block)
+{
+    round_run(arg, w, block);
+}
+
+/*
+ * Make a blocked round return (a parked worker was woken). seq_cst: the
+ * worker's wake cleared `sleeping` before this exchange; if the exchange
+ * finds a wake pending whose eventfd count the round already consumed,
+ * it precedes the round's clear of `notified` in the single total order,
+ * so the worker's read of `sleeping` after the round sees the wake.
+ */
+static void poller_wake(void *arg)
+{
+    weft__driver_t *d = arg;
+    if (!atomic_exchange_explicit(&d->notified, true, memory_order_seq_cst))
+        d->be_ops->wake(d->be);
+}
+
+static const weft__poller_ops_t poller_ops = {
+    .try_lock = poller_try_lock,
+    .unlock = poller_unlock,
+    .round = poller_round,
+    .wake = poller_wake,
+};
+
 static void *driver_main(void *arg)
 {
     weft__driver_t *d = arg;
-    weft__io_event_t evs[EVENTS_PER_ROUND];
-    (void)weft__thread_timer_slack(DRIVER_TIMER_SLACK_NS);
-    int64_t next = INT64_MAX;
+    (void)weft__thread_timer_slack(WEFT__POLL_TIMER_SLACK_NS);
+    /* The thread holds the poller for its whole life. */
+    while (!poller_try_lock(d))
+        weft__cpu_relax();
     /* Acquire: pairs with weft__driver_stop's release store. */
-    while (!atomic_load_explicit(&d->stop, memory_order_acquire)) {
-        int64_t timeout = -1;
-        if (next != INT64_MAX) {
-            int64_t now = weft__time_now_ns();
-            timeout = next > now ? next - now : 0;
-        }
-        /* Relaxed: ordered for kick() by the timers' lock (see kick). */
-        atomic_store_explicit(&d->sleep_until, next, memory_order_relaxed);
-        /* Even when a timer is already due: poll (timeout 0), so that a
-         * run of due timers cannot hold back I/O events. */
-        int n = d->be_ops->wait(d->be, evs, EVENTS_PER_ROUND, timeout);
-        atomic_store_explicit(&d->sleep_until, INT64_MAX, memory_order_relaxed);
-        weft__counter_inc(&d->rounds);
-        weft__sched_batch_begin(&d->batch);
-        for (int i = 0; i < n; i++) {
-            if (evs[i].token == WEFT__TOKEN_WAKE) {
-                /* Release: pairs with kick()'s acq_rel exchange; a kick
-                 * after this store writes the eventfd again. */
-                atomic_store_explicit(&d->notified, false, memory_order_release);
-                weft__counter_inc(&d->wakeups);
-                continue;
-            }
-            weft__source_event(d, evs[i].token, evs[i].ready);
-        }
-        if (n > 0)
-            atomic_store_explicit(
-                &d->events, atomic_load_explicit(&d->events, memory_order_relaxed) + (uint64_t)n,
-                memory_order_relaxed);
-        next = weft__timers_process(d->timers, weft__time_now_ns());
-        weft__sched_batch_end(&d->batch);
-    }
+    while (!atomic_load_explicit(&d->stop, memory_order_acquire))
+        round_run(d, NULL, true);
+    poller_unlock(d);
     return NULL;
 }
 
 int weft__driver_start(weft__driver_t *d)
 {
+    if (!d->own_thread) {
+        /* Before the workers start (weft__sched_set_poller). */
+        return 0;
+    }
     int rc = weft__thread_start(&d->thread, driver_main, d, d->name);
     if (rc == 0)
         d->started = true;

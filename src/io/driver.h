@@ -1,14 +1,17 @@
 /*
- * driver.h - the driver thread: one per runtime, it waits in the poller
+ * driver.h - the I/O driver: one per runtime, it waits in the poller
  * (epoll_pwait2, behind the backend seam of backend.h) for I/O readiness
  * and for the next timer deadline, fires timers (src/time) and hands woken
- * tasks back to the workers in batches. Internal to weft.
+ * tasks back to the workers in batches. Either a thread of its own polls,
+ * or parked workers do (driver.c). Internal to weft.
  *
- * Lifecycle (driven by src/runtime): new -> start -> [runtime runs] ->
- * stop (after the scheduler's shutdown: joins the thread, then drops every
- * waker still held by a source or a timer, so no task cell stays
- * referenced) -> free (before the scheduler is freed; the driver's memory
- * holds no task).
+ * Lifecycle (driven by src/runtime): new (after the scheduler, before its
+ * workers start: it installs itself as the scheduler's poller unless it
+ * has its own thread) -> start -> [runtime runs] -> stop (after the
+ * scheduler's shutdown, so nobody polls any more: joins the thread, then
+ * drops every waker still held by a source or a timer, so no task cell
+ * stays referenced) -> free (before the scheduler is freed; the driver's
+ * memory holds no task).
  */
 #ifndef WEFT_IO_DRIVER_H
 #define WEFT_IO_DRIVER_H
@@ -20,9 +23,10 @@
 
 typedef struct weft__driver weft__driver_t;
 
-/* 0, -ENOMEM, or the negative errno of epoll_create1/eventfd. */
-int weft__driver_new(weft__sched_t *s, weft__driver_t **out);
-/* Start the thread ("<prefix>-io"). 0 or -errno. */
+/* own_thread: poll on a thread of its own, else in parked workers.
+ * 0, -ENOMEM, or the negative errno of epoll_create1/eventfd. */
+int weft__driver_new(weft__sched_t *s, bool own_thread, weft__driver_t **out);
+/* Start the thread ("<prefix>-io") if it has one. 0 or -errno. */
 int weft__driver_start(weft__driver_t *d);
 /* Stop and join the thread; drop the wakers sources and timers still hold. */
 void weft__driver_stop(weft__driver_t *d);

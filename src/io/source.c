@@ -128,6 +128,11 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
         pthread_mutex_unlock(&d->lock);
         return rc;
     }
+    /* Written under d->lock; read racily by the workers' non-blocking
+     * polls, which only skip the poller while it is zero. */
+    atomic_store_explicit(&d->nsources,
+                          atomic_load_explicit(&d->nsources, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     pthread_mutex_unlock(&d->lock);
     *out = (weft_io_t){src, gen};
     return 0;
@@ -160,6 +165,9 @@ int weft_io_deregister(weft_io_t io)
     weft_atomic_waker_take(&src->wr, &wr);
     src->next_free = d->free_head;
     d->free_head = src->index;
+    atomic_store_explicit(&d->nsources,
+                          atomic_load_explicit(&d->nsources, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
     pthread_mutex_unlock(&d->lock);
     /* After the unlock: the wakes may run tasks inline on this worker. */
     weft_waker_wake(&rd);

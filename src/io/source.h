@@ -57,26 +57,32 @@ struct weft__driver {
     const weft__backend_ops_t *be_ops;
     void *be;
     weft__timers_t *timers;
-    weft__batch_t batch;
+    bool own_thread; /* a thread of its own polls; else parked workers do */
     weft__thread_t thread;
     bool started;
     char name[16];
+    /* The poller: held by one thread at a time (the driver thread, or a
+     * worker); what follows it belongs to the holder. */
+    alignas(64) _Atomic bool poll_lock;
+    weft__batch_t batch;
+    int64_t next; /* the timers' next deadline, from the last process */
     /* Kick side (any thread). */
-    alignas(64) _Atomic int64_t sleep_until; /* INT64_MAX while awake */
+    alignas(64) _Atomic int64_t sleep_until; /* INT64_MAX while nobody blocks */
     _Atomic bool notified;                   /* a wake is pending in the backend */
     _Atomic bool stop;
+    _Atomic uint32_t nsources; /* registered sources (written under lock) */
     /* Slab (any thread, under lock; chunks only grow). */
     alignas(64) pthread_mutex_t lock;
     weft__source_t *_Atomic *chunks; /* WEFT__SRC_MAX_CHUNKS slots */
     uint32_t nchunks;
     uint32_t free_head;
     bool closed; /* no registration after stop */
-    /* Counters: rounds, events, wakeups written by the driver thread only;
-     * kicks by any thread (fetch_add). */
+    /* Counters: rounds, events, wakeups written by the poller's holder
+     * only; kicks by any thread (fetch_add). */
     alignas(64) _Atomic uint64_t rounds, events, wakeups, kicks;
 };
 
-/* Driver thread: apply an event's readiness and wake the waiters. */
+/* The poller's holder: apply an event's readiness and wake the waiters. */
 void weft__source_event(weft__driver_t *d, uint64_t token, uint32_t ready);
 /* After the thread stopped: mark every live source closed, drop wakers. */
 void weft__sources_shutdown(weft__driver_t *d);

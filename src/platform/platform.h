@@ -140,6 +140,11 @@ void weft__eventfd_drain(int fd);
 int weft__fd_close(int fd);
 /* The calling thread's timer slack (prctl PR_SET_TIMERSLACK). 0 or -errno. */
 int weft__thread_timer_slack(uint64_t ns);
+/* Timer slack of every thread that waits in the poller (the driver thread,
+ * or workers): the kernel may run its wake-ups this much late (default
+ * 50 us). The timer wheel's resolution is larger; this only keeps the
+ * kernel from adding to it. */
+#define WEFT__POLL_TIMER_SLACK_NS 1000
 
 #include "platform/socket.h"
 

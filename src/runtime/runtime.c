@@ -3,8 +3,9 @@
  * free. It composes the scheduler and the driver (and, in later layers,
  * the blocking pool); nothing below includes it.
  *
- * Order: the scheduler is created first (the driver delivers into it), its
- * workers start before the driver thread; shutdown stops the scheduler
+ * Order: the scheduler is created first (the driver delivers into it, and
+ * installs itself as its poller before the workers start), its workers
+ * start before the driver thread if there is one; shutdown stops the scheduler
  * first (cancelled tasks drop their timers and readiness waits, which the
  * driver's structures must still accept), then the driver, which then
  * drops whatever wakers it still holds.
@@ -66,6 +67,8 @@ int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out)
         return -EINVAL;
     if (cfg->stack_cache > WEFT_STACK_CACHE_MAX)
         return -EINVAL;
+    if (cfg->driver != WEFT_DRIVER_WORKERS && cfg->driver != WEFT_DRIVER_THREAD)
+        return -EINVAL;
     weft__sched_config_t sc = {
         .workers = cfg->workers ? cfg->workers : weft_default_workers(),
         .thread_name = cfg->thread_name && cfg->thread_name[0] ? cfg->thread_name : "weft",
@@ -80,7 +83,8 @@ int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out)
         return -ENOMEM;
     pthread_mutex_init(&rt->lock, NULL);
     int rc = weft__sched_new(&sc, rt, &rt->sched);
-    if (rc == 0 && (rc = weft__driver_new(rt->sched, &rt->driver)) != 0)
+    if (rc == 0 &&
+        (rc = weft__driver_new(rt->sched, cfg->driver == WEFT_DRIVER_THREAD, &rt->driver)) != 0)
         weft__sched_free(rt->sched);
     if (rc == 0 && (rc = weft__sched_start(rt->sched)) == 0 &&
         (rc = weft__driver_start(rt->driver)) != 0)

@@ -97,6 +97,24 @@ static bool remove_sleeper(weft__sched_t *s, unsigned index)
 
 static void wake_one(weft__sched_t *s);
 
+/*
+ * Wake w after it was taken off the sleeper list (`sleeping` cleared with
+ * a seq_cst store): on its event count, and through the poller if it
+ * waits there. The fence pairs with the one in worker.c's park_in_poller
+ * (store in_poller, fence, load sleeping): either that worker sees
+ * `sleeping` false and does not block, or we see in_poller and wake the
+ * poller.
+ */
+static void wake_worker(weft__sched_t *s, weft__worker_t *w)
+{
+    ck_ec32_inc(&w->ec, weft__ec_mode());
+    if (!s->poller)
+        return;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&w->in_poller, memory_order_relaxed))
+        s->poller->wake(s->poller_arg);
+}
+
 void weft__sched_notify_parked(weft__sched_t *s)
 {
     /* seq_cst fence: the submitter side of the handshake; orders the
@@ -138,7 +156,7 @@ static void wake_one(weft__sched_t *s)
      * seeing sleeping == false. */
     atomic_store_explicit(&w->sleeping, false, memory_order_seq_cst);
     pthread_mutex_unlock(&s->idle.lock);
-    ck_ec32_inc(&w->ec, weft__ec_mode());
+    wake_worker(s, w);
 }
 
 void weft__sched_unpark_worker(weft__sched_t *s, weft__worker_t *w)
@@ -155,7 +173,7 @@ void weft__sched_unpark_worker(weft__sched_t *s, weft__worker_t *w)
     }
     pthread_mutex_unlock(&s->idle.lock);
     if (was)
-        ck_ec32_inc(&w->ec, weft__ec_mode());
+        wake_worker(s, w);
 }
 
 void weft__idle_unpark_self(weft__sched_t *s, weft__worker_t *w)

@@ -52,6 +52,7 @@ int weft__sched_new(const weft__sched_config_t *cfg, void *user, weft__sched_t *
         ck_stack_init(&w->inbox);
         ck_ec32_init(&w->ec, 0);
         atomic_init(&w->sleeping, false);
+        atomic_init(&w->in_poller, false);
         atomic_init(&w->npinned, 0);
         weft__stack_pool_init(&w->stacks, cfg->stack_size, cfg->stack_cache);
     }
@@ -68,6 +69,12 @@ int weft__sched_new(const weft__sched_config_t *cfg, void *user, weft__sched_t *
     atomic_init(&s->foreign_frees, 0);
     *out = s;
     return 0;
+}
+
+void weft__sched_set_poller(weft__sched_t *s, const weft__poller_ops_t *ops, void *arg)
+{
+    s->poller = ops;
+    s->poller_arg = arg;
 }
 
 static void stop_workers(weft__sched_t *s)

@@ -12,7 +12,9 @@
  *  - inbox: a ck_stack of tasks other threads aimed at this worker; pushed
  *    by anyone (push_upmc), drained only by the owner (batch_pop_upmc).
  *  - ec: the event count the worker parks on; `sleeping` mirrors its entry
- *    in the idle sleeper list.
+ *    in the idle sleeper list. A parked worker may instead wait in the
+ *    scheduler's poller (`in_poller`); wakers then wake the poller too
+ *    (idle.c, wake_worker).
  *  - cache, ids, counters: touched only by the owning thread (and by the
  *    shutdown path after every worker thread has been joined).
  *
@@ -99,8 +101,26 @@ typedef struct weft__worker {
     alignas(64) ck_stack_t inbox;
     alignas(64) struct ck_ec32 ec;
     _Atomic bool sleeping;
-    bool wake_searching; /* written under idle.lock by the waker */
+    bool wake_searching;    /* written under idle.lock by the waker */
+    _Atomic bool in_poller; /* parked in the poller, not on ec (see park) */
 } weft__worker_t;
+
+/*
+ * The poller a parked worker may wait in instead of its event count (the
+ * I/O driver in src/io, wired by src/runtime; NULL when a thread of its own
+ * waits there). At most one thread holds it (try_lock); the holder runs
+ * rounds: wait in the poller (block: until an event, the next timer or
+ * wake(); else not at all), then hand the woken tasks over through a
+ * weft__batch_t begun with the worker. wake() makes a blocked round return;
+ * any thread may call it, and a wake with no round blocked makes the next
+ * blocking round return at once.
+ */
+typedef struct weft__poller_ops {
+    bool (*try_lock)(void *arg);
+    void (*unlock)(void *arg);
+    void (*round)(void *arg, struct weft__worker *w, bool block);
+    void (*wake)(void *arg);
+} weft__poller_ops_t;
 
 typedef struct weft__sched_config {
     unsigned workers;
@@ -123,6 +143,8 @@ typedef struct weft__sched {
     pthread_mutex_t chunks_lock;
     void *chunks; /* every slab chunk, linked through its first word */
     weft__sched_config_t cfg;
+    const weft__poller_ops_t *poller; /* set before start, or NULL */
+    void *poller_arg;
     char name[12];
     void *user; /* the runtime that owns this scheduler */
     /* Read by every worker on every tick: written only at shutdown. */
@@ -139,6 +161,8 @@ typedef struct weft__sched {
 
 /* Create (threads not started). 0, -ENOMEM. */
 int weft__sched_new(const weft__sched_config_t *cfg, void *user, weft__sched_t **out);
+/* Before start: let parked workers wait in this poller (see above). */
+void weft__sched_set_poller(weft__sched_t *s, const weft__poller_ops_t *ops, void *arg);
 /* Start the worker threads; on failure nothing is left running. */
 int weft__sched_start(weft__sched_t *s);
 /* Spawn (see weft_spawn). */
@@ -193,25 +217,33 @@ weft__task_t *weft__worker_pinned_take(weft__worker_t *w);
 void weft__worker_schedule(weft__worker_t *w, weft__task_t *t, bool yield);
 
 /*
- * Batched delivery for a thread outside the workers (the driver): between
- * begin and end, tasks the calling thread wakes for this scheduler are
- * collected (per target worker, and for the inject queue) instead of being
- * queued one by one; end queues each worker's share with one CAS and
- * unparks each target at most once. One batch per thread at a time.
+ * Batched delivery for the poller (the driver): between begin and end,
+ * tasks the calling thread wakes for this scheduler are collected instead
+ * of being queued one by one. From a thread outside the workers (`self`
+ * NULL) they go per target worker (the one that last polled the task) or
+ * to the inject queue; end queues each worker's share with one CAS and
+ * unparks each target at most once. On a worker (`self`, the poller's
+ * holder), every task that may run there stays with it: end unparks self
+ * if it was parked, queues them on its own ring and wakes a peer if there
+ * are more than one. One batch per thread at a time.
  */
 typedef struct weft__batch_list {
     ck_stack_entry_t *first, *last;
 } weft__batch_list_t;
 typedef struct weft__batch {
     weft__sched_t *s;
+    weft__worker_t *self;
     weft__batch_list_t *per; /* one per worker */
     weft__task_t *inj_head, *inj_tail;
     size_t inj_n;
+    weft__task_t *self_head, *self_tail;
+    size_t self_n;
 } weft__batch_t;
 int weft__sched_batch_init(weft__sched_t *s, weft__batch_t *b);
 void weft__sched_batch_destroy(weft__batch_t *b);
-void weft__sched_batch_begin(weft__batch_t *b);
-void weft__sched_batch_end(weft__batch_t *b);
+void weft__sched_batch_begin(weft__batch_t *b, weft__worker_t *self);
+/* Returns how many tasks stayed with `self` (0 without self). */
+size_t weft__sched_batch_end(weft__batch_t *b);
 
 /* idle.c */
 bool weft__idle_to_searching(weft__sched_t *s, weft__worker_t *w);

@@ -1,12 +1,14 @@
 /*
  * worker.c - the worker loop: find a task (LIFO slot, ring, inbox, inject,
- * steal), run it, and park when there is nothing to do.
+ * steal), run it, and park when there is nothing to do: in the I/O poller
+ * if the scheduler has one and nobody holds it (the worker then runs what
+ * the poller wakes itself), else on the worker's event count.
  *
- * One iteration ("tick"): every WEFT__GLOBAL_INTERVAL ticks the inject
- * queue and the inbox are checked first, so remote work cannot starve
- * behind a busy ring. A polled task's LIFO successor runs in the same tick
- * with the same budget, at most WEFT__LIFO_CAP times; then it goes to the
- * back of the ring. Yields and wakes during a poll go to the back too.
+ * One iteration ("tick"): every WEFT__GLOBAL_INTERVAL ticks the poller is
+ * looked at without blocking (if free), and the inject queue and the inbox
+ * are checked first, so remote work cannot starve behind a busy ring. A polled task's LIFO
+ * successor runs in the same tick with the same budget, at most WEFT__LIFO_CAP times; then it goes
+ * to the back of the ring. Yields and wakes during a poll go to the back too.
  *
  * Fairness (docs/scheduler.md states the bound): a woken task is in the
  * LIFO slot (runs within LIFO_CAP polls), in a FIFO ring (each entry ahead
@@ -184,14 +186,24 @@ void weft__sched_batch_destroy(weft__batch_t *b)
     b->per = NULL;
 }
 
-void weft__sched_batch_begin(weft__batch_t *b)
+void weft__sched_batch_begin(weft__batch_t *b, weft__worker_t *self)
 {
+    b->self = self;
     tl_batch = b;
 }
 
 static void batch_add(weft__batch_t *b, weft__task_t *t)
 {
-    if (t->worker < b->s->nworkers) {
+    weft__worker_t *self = b->self;
+    if (self && (!t->pinned || t->worker == self->index)) {
+        t->next = NULL;
+        if (b->self_tail)
+            b->self_tail->next = t;
+        else
+            b->self_head = t;
+        b->self_tail = t;
+        b->self_n++;
+    } else if (t->worker < b->s->nworkers) {
         /* Newest first: the owner reverses what it pops (drain_inbox), so
          * the batch runs in the order it was woken. */
         weft__batch_list_t *l = &b->per[t->worker];
@@ -225,10 +237,28 @@ static void inbox_push_chain(weft__worker_t *w, ck_stack_entry_t *first, ck_stac
     }
 }
 
-void weft__sched_batch_end(weft__batch_t *b)
+size_t weft__sched_batch_end(weft__batch_t *b)
 {
     tl_batch = NULL;
     weft__sched_t *s = b->s;
+    weft__worker_t *self = b->self;
+    size_t nself = b->self_n;
+    if (nself) {
+        /* Off the sleeper list first, so that the notify below wakes a
+         * peer and not ourselves. seq_cst: only our own unpark clears it
+         * concurrently, under idle.lock, which unpark_self takes too. */
+        if (atomic_load_explicit(&self->sleeping, memory_order_seq_cst))
+            weft__idle_unpark_self(s, self);
+        for (weft__task_t *t = b->self_head, *nx; t; t = nx) {
+            nx = t->next;
+            t->next = NULL;
+            weft__worker_push_back(self, t);
+        }
+        b->self_head = b->self_tail = NULL;
+        b->self_n = 0;
+        if (nself > 1)
+            weft__sched_notify_parked_local(s); /* more than we run next */
+    }
     for (unsigned i = 0; i < s->nworkers; i++) {
         weft__batch_list_t *l = &b->per[i];
         if (!l->first)
@@ -249,6 +279,7 @@ void weft__sched_batch_end(weft__batch_t *b)
         b->inj_n = 0;
         weft__sched_notify_parked(s);
     }
+    return nself;
 }
 
 void weft__worker_schedule(weft__worker_t *w, weft__task_t *t, bool yield)
@@ -270,14 +301,14 @@ void weft__worker_schedule(weft__worker_t *w, weft__task_t *t, bool yield)
 void weft__sched_schedule(void *sched, weft__task_t *t, bool yield)
 {
     weft__sched_t *s = sched;
+    weft__batch_t *b = tl_batch;
+    if (b && b->s == s) {
+        batch_add(b, t); /* the poller delivers a round's wakes at once */
+        return;
+    }
     weft__worker_t *w = weft__worker_current();
     if (w && w->s == s && (!t->pinned || t->worker == w->index)) {
         weft__worker_schedule(w, t, yield);
-        return;
-    }
-    weft__batch_t *b = tl_batch;
-    if (b && b->s == s) {
-        batch_add(b, t); /* the driver delivers a round's wakes at once */
         return;
     }
     /* From outside this runtime's workers: back to the worker that last
@@ -334,10 +365,26 @@ static weft__task_t *pop_inject(weft__worker_t *w, size_t cap)
     return batch[0];
 }
 
+/*
+ * A busy worker looks at the poller every WEFT__GLOBAL_INTERVAL ticks
+ * without blocking, if nobody holds it: when every worker is busy, no one
+ * is parked in it, and I/O events and due timers would otherwise wait for
+ * the next worker to run out of work.
+ */
+static void poll_nonblocking(weft__worker_t *w)
+{
+    weft__sched_t *s = w->s;
+    if (s->poller && s->poller->try_lock(s->poller_arg)) {
+        s->poller->round(s->poller_arg, w, false);
+        s->poller->unlock(s->poller_arg);
+    }
+}
+
 static weft__task_t *next_task(weft__worker_t *w)
 {
     weft__task_t *t;
     if (w->tick % WEFT__GLOBAL_INTERVAL == 0) {
+        poll_nonblocking(w);
         /* Remote work first, and a few tasks of it: taking one per
          * interval lets the ~128 tasks cycling through a busy ring take 61
          * polls for every one an inject task gets; taking a full batch
@@ -445,6 +492,34 @@ static void run_task(weft__worker_t *w, weft__task_t *t)
 
 /* ---- parking -------------------------------------------------------------------- */
 
+/*
+ * Parked (on the sleeper list): wait in the poller instead of on ec, if
+ * it is free. Handshake with idle.c's wake_worker: we store in_poller,
+ * fence, then read `sleeping`; the waker clears `sleeping`, fences, then
+ * reads in_poller. Either we see the wake and poll without blocking, or
+ * the waker sees us in the poller and wakes it (a wake that comes before
+ * the wait makes the wait return at once). A round that wakes tasks takes
+ * us off the sleeper list itself (weft__sched_batch_end). Returns false if
+ * the poller is held by another thread or absent.
+ */
+static bool park_in_poller(weft__worker_t *w)
+{
+    weft__sched_t *s = w->s;
+    if (!s->poller || !s->poller->try_lock(s->poller_arg))
+        return false;
+    /* seq_cst store and fence: see above; pairs with wake_worker's fence. */
+    atomic_store_explicit(&w->in_poller, true, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+    bool block = atomic_load_explicit(&w->sleeping, memory_order_seq_cst) &&
+                 inbox_empty(&w->inbox) && !atomic_load_explicit(&s->stop, memory_order_seq_cst);
+    s->poller->round(s->poller_arg, w, block);
+    /* Relaxed: the wake it would pair with is harmless if late (a spurious
+     * poller wake-up, absorbed by the next round). */
+    atomic_store_explicit(&w->in_poller, false, memory_order_relaxed);
+    s->poller->unlock(s->poller_arg);
+    return true;
+}
+
 static void park(weft__worker_t *w)
 {
     weft__sched_t *s = w->s;
@@ -470,6 +545,8 @@ static void park(weft__worker_t *w)
         }
         if (!atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
             break;
+        if (park_in_poller(w))
+            continue;
         ck_ec32_wait(&w->ec, mode, v, NULL);
     }
     /* Set by the waker before it cleared `sleeping` (under idle.lock). */
@@ -485,6 +562,8 @@ void *weft__worker_main(void *arg)
     /* Without an alternate signal stack an overflow is still caught by the
      * guard page, only without the message: not worth failing the start. */
     (void)weft__coro_thread_enter(&w->stacks);
+    if (s->poller)
+        (void)weft__thread_timer_slack(WEFT__POLL_TIMER_SLACK_NS); /* it may wait there */
     if (s->cfg.on_thread_start)
         s->cfg.on_thread_start(w->index, s->cfg.hook_arg);
     /* Acquire: pairs with the store of `stop` in stop_workers. */

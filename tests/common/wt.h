@@ -132,9 +132,24 @@ static inline bool wt_wait_int_ge(_Atomic int *v, int want, int64_t timeout_ns)
     }
 }
 
+/*
+ * WEFT_TEST_DRIVER=thread (set by ctest for the *_drvthread runs) makes
+ * every runtime the tests create poll on a driver thread of its own
+ * instead of in parked workers, unless the test chose a driver itself.
+ */
 static inline weft_runtime_t *wt_runtime_cfg(const weft_config_t *cfg)
 {
     weft_runtime_t *rt = NULL;
+    weft_config_t c;
+    const char *drv = getenv("WEFT_TEST_DRIVER");
+    if ((!cfg || cfg->driver == WEFT_DRIVER_WORKERS) && drv && strcmp(drv, "thread") == 0) {
+        if (cfg)
+            c = *cfg;
+        else
+            weft_config_init(&c);
+        c.driver = WEFT_DRIVER_THREAD;
+        cfg = &c;
+    }
     int rc = weft_runtime_new(cfg, &rt);
     if (rc != 0)
         wt_die("weft_runtime_new", rc);

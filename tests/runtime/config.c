@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <dirent.h>
 #include <unistd.h>
 
 #include "common/wt.h"
@@ -22,6 +23,7 @@ Test(config, defaults, .timeout = 10)
     cr_assert_null(cfg.on_thread_start);
     cr_assert_null(cfg.on_thread_stop);
     cr_assert_null(cfg.hook_arg);
+    cr_assert_eq(cfg.driver, WEFT_DRIVER_WORKERS);
     unsigned n = weft_default_workers();
     cr_assert_geq(n, 1);
     cr_assert_leq(n, WEFT_MAX_WORKERS);
@@ -171,6 +173,68 @@ Test(config, hooks_and_names, .timeout = 30)
     /* An empty or NULL prefix falls back to the default. */
     run_hooks(2, "", "weft");
     run_hooks(2, NULL, "weft");
+}
+
+/* Threads of this process whose name is `name` (/proc/self/task). */
+static int threads_named(const char *name)
+{
+    DIR *dir = opendir("/proc/self/task");
+    cr_assert_not_null(dir);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = {0};
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* the thread just exited */
+        if (fgets(comm, sizeof comm, f)) {
+            comm[strcspn(comm, "\n")] = 0;
+            n += strcmp(comm, name) == 0;
+        }
+        fclose(f);
+    }
+    closedir(dir);
+    return n;
+}
+
+/* Threads name themselves as they start: wait (bounded) for n of them. */
+static bool named_ge(const char *name, int n)
+{
+    int64_t end = weft_now() + WAIT_NS;
+    while (threads_named(name) < n && weft_now() < end)
+        wt_sleep_ns(WT_MS);
+    return threads_named(name) >= n;
+}
+
+Test(config, driver_choice, .timeout = 30)
+{
+    weft_config_t cfg;
+    weft_config_init(&cfg);
+    cfg.workers = 2;
+    weft_runtime_t *rt = (weft_runtime_t *)1;
+    cfg.driver = 2;
+    cr_expect_eq(weft_runtime_new(&cfg, &rt), -EINVAL);
+    cr_expect_null(rt);
+    cfg.driver = -1;
+    cr_expect_eq(weft_runtime_new(&cfg, &rt), -EINVAL);
+    /* A thread of its own: "<prefix>-io" runs while the runtime lives. */
+    cfg.driver = WEFT_DRIVER_THREAD;
+    cfg.thread_name = "drvt";
+    cr_assert_eq(weft_runtime_new(&cfg, &rt), 0);
+    cr_expect(named_ge("drvt-io", 1));
+    cr_expect_eq(threads_named("drvt-io"), 1);
+    cr_assert_eq(wt_finish(rt), 0);
+    cr_expect_eq(threads_named("drvt-io"), 0, "joined at shutdown");
+    /* The default: the workers poll, no extra thread. */
+    cfg.driver = WEFT_DRIVER_WORKERS;
+    cfg.thread_name = "drvw";
+    cr_assert_eq(weft_runtime_new(&cfg, &rt), 0);
+    cr_expect(named_ge("drvw-w0", 1) && named_ge("drvw-w1", 1));
+    cr_expect_eq(threads_named("drvw-io"), 0);
+    cr_assert_eq(wt_finish(rt), 0);
 }
 
 /* The name seen from inside a task, and weft_runtime_current there. */
