@@ -27,12 +27,12 @@
 extern "C" {
 #endif
 
-/* log2 of the wheel's tick in nanoseconds: 18 is 262 us. A build-time
+/* log2 of the wheel's tick in nanoseconds: 17 is 131 us. A build-time
  * knob in [10, 22] (smaller: finer timers, more driver wake-ups; see
  * docs/timers.md); the library and its users must agree on it. Read
  * WEFT_TIMER_RESOLUTION_NS. */
 #ifndef WEFT__TIMER_TICK_SHIFT
-#define WEFT__TIMER_TICK_SHIFT 18
+#define WEFT__TIMER_TICK_SHIFT 17
 #endif
 
 /*

@@ -3,9 +3,9 @@
  * once with EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, and an eventfd
  * (level-triggered, token WEFT__TOKEN_WAKE) that wake() writes.
  *
- * Invariants: the event buffer is used by the driver thread alone (wait is
- * driver-only). The eventfd is drained by wait before the wake is
- * reported, so a wake written after that read makes the next wait return.
+ * Invariants: the event buffer is used only by the thread that holds the
+ * driver's poll_lock (wait is called by it alone). The eventfd is drained by wait before the wake
+ * is reported, so a wake written after that read makes the next wait return.
  */
 #include <errno.h>
 #include <stdlib.h>

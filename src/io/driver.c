@@ -236,10 +236,9 @@ void weft__driver_stop(weft__driver_t *d)
         d->started = false;
     }
     weft__sources_shutdown(d);
-    if (d->timers) {
-        weft__timers_free(d->timers);
-        d->timers = NULL;
-    }
+    /* The wheel itself stays until free: the stackless futures dropped
+     * after this may still call weft_timer_cancel (a no-op now). */
+    weft__timers_abandon(d->timers);
 }
 
 void weft__driver_free(weft__driver_t *d)
@@ -247,6 +246,8 @@ void weft__driver_free(weft__driver_t *d)
     if (!d)
         return;
     weft__driver_stop(d);
+    weft__timers_free(d->timers);
+    d->timers = NULL;
     d->be_ops->destroy(d->be);
     weft__sources_free(d);
     weft__sched_batch_destroy(&d->batch);

@@ -8,10 +8,11 @@
  * Lifecycle (driven by src/runtime): new (after the scheduler, before its
  * workers start: it installs itself as the scheduler's poller unless it
  * has its own thread) -> start -> [runtime runs] -> stop (after the
- * scheduler's shutdown, so nobody polls any more: joins the thread, then
- * drops every waker still held by a source or a timer, so no task cell
- * stays referenced) -> free (before the scheduler is freed; the driver's
- * memory holds no task).
+ * scheduler's workers stopped, so nobody polls any more, and before the
+ * tasks still alive are dropped: joins the thread, then drops every waker
+ * still held by a source or a timer, so no task cell stays referenced)
+ * -> free (before the scheduler is freed; the driver's memory holds no
+ * task).
  */
 #ifndef WEFT_IO_DRIVER_H
 #define WEFT_IO_DRIVER_H
@@ -28,7 +29,9 @@ typedef struct weft__driver weft__driver_t;
 int weft__driver_new(weft__sched_t *s, bool own_thread, weft__driver_t **out);
 /* Start the thread ("<prefix>-io") if it has one. 0 or -errno. */
 int weft__driver_start(weft__driver_t *d);
-/* Stop and join the thread; drop the wakers sources and timers still hold. */
+/* After the workers stopped: stop and join the thread; drop the wakers
+ * sources and timers still hold (timers are unlinked, so the tasks still
+ * alive can be dropped next without the wheel reaching into them). */
 void weft__driver_stop(weft__driver_t *d);
 void weft__driver_free(weft__driver_t *d);
 

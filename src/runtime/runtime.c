@@ -8,7 +8,9 @@
  * start before the driver thread if there is one; shutdown stops the scheduler
  * first (cancelled tasks drop their timers and readiness waits, which the
  * driver's structures must still accept), then the driver, which then
- * drops whatever wakers it still holds.
+ * drops whatever wakers it still holds and unlinks every timer, and only
+ * then are the tasks still alive dropped (a straggler coroutine's stack
+ * holds its timer entries and is freed without unwinding).
  *
  * Invariants: `shut` is set once, by the first shutdown; after it spawns
  * fail with -ESHUTDOWN. The runtime memory is freed only when no task cell
@@ -88,7 +90,7 @@ int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out)
         weft__sched_free(rt->sched);
     if (rc == 0 && (rc = weft__sched_start(rt->sched)) == 0 &&
         (rc = weft__driver_start(rt->driver)) != 0)
-        weft__sched_shutdown(rt->sched, 0);
+        (void)weft__sched_shutdown(rt->sched, 0); /* no task exists yet */
     if (rc != 0 && rt->driver) {
         weft__driver_free(rt->driver);
         weft__sched_free(rt->sched);
@@ -169,7 +171,10 @@ int weft_runtime_shutdown(weft_runtime_t *rt, int64_t deadline)
     if (!rt->shut) {
         rt->shut = true;
         rc = weft__sched_shutdown(rt->sched, deadline);
+        /* Between the workers' stop and dropping the stragglers: their
+         * timer entries live on their (coroutine) stacks. */
         weft__driver_stop(rt->driver);
+        weft__sched_drop_rest(rt->sched);
     }
     pthread_mutex_unlock(&rt->lock);
     return rc;

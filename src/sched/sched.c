@@ -64,6 +64,7 @@ int weft__sched_new(const weft__sched_config_t *cfg, void *user, weft__sched_t *
     weft__alloc_init(s);
     atomic_init(&s->closed, false);
     atomic_init(&s->stop, false);
+    atomic_init(&s->poller_wanted, false);
     atomic_init(&s->id_next, 1);
     atomic_init(&s->foreign_allocs, 0);
     atomic_init(&s->foreign_frees, 0);
@@ -208,6 +209,11 @@ int weft__sched_shutdown(weft__sched_t *s, int64_t deadline)
     int stragglers = (int)owned_total(s);
     /* 4. Stop the workers. */
     stop_workers(s);
+    return stragglers;
+}
+
+void weft__sched_drop_rest(weft__sched_t *s)
+{
     /* 5. Drop whatever is left. */
     for (;;) {
         size_t ran = drain_queues(s);
@@ -218,7 +224,6 @@ int weft__sched_shutdown(weft__sched_t *s, int64_t deadline)
         if (!ran && !swept)
             break;
     }
-    return stragglers;
 }
 
 void weft__sched_free(weft__sched_t *s)

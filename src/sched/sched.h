@@ -145,6 +145,9 @@ typedef struct weft__sched {
     weft__sched_config_t cfg;
     const weft__poller_ops_t *poller; /* set before start, or NULL */
     void *poller_arg;
+    /* A parked worker found the poller held and sleeps on its ec: whoever
+     * leaves the poller to run tasks hands it over (worker.c). */
+    alignas(64) _Atomic bool poller_wanted;
     char name[12];
     void *user; /* the runtime that owns this scheduler */
     /* Read by every worker on every tick: written only at shutdown. */
@@ -168,8 +171,13 @@ int weft__sched_start(weft__sched_t *s);
 /* Spawn (see weft_spawn). */
 int weft__sched_spawn(weft__sched_t *s, const weft_future_vtable_t *vt, const void *state,
                       size_t size, weft__task_t **handle);
-/* Shutdown phases; see sched_shutdown.c. Returns stragglers (>= 0). */
+/* Shutdown: close, cancel every task, wait for them up to deadline, stop
+ * the workers. Returns the stragglers (>= 0). Then the caller detaches
+ * what the stragglers left with other modules (the driver's timers) and
+ * calls drop_rest, which drops every task still alive (a coroutine
+ * without unwinding its stack). */
 int weft__sched_shutdown(weft__sched_t *s, int64_t deadline);
+void weft__sched_drop_rest(weft__sched_t *s);
 /* Cells still allocated (outstanding handles/wakers); valid after shutdown. */
 int64_t weft__sched_live_cells(weft__sched_t *s);
 void weft__sched_free(weft__sched_t *s);
@@ -250,5 +258,8 @@ bool weft__idle_to_searching(weft__sched_t *s, weft__worker_t *w);
 bool weft__idle_from_searching(weft__sched_t *s, weft__worker_t *w);
 bool weft__idle_to_parked(weft__sched_t *s, weft__worker_t *w);
 void weft__idle_unpark_self(weft__sched_t *s, weft__worker_t *w);
+/* Nudge one worker parked on its ec (not in the poller) to retry the
+ * poller; it stays on the sleeper list. */
+void weft__idle_nudge_for_poller(weft__sched_t *s);
 
 #endif /* WEFT_SCHED_SCHED_H */

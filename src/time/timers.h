@@ -15,7 +15,8 @@
  *    wheel's resolution requires, so the driver sleeps until then.
  *    (The time returned may also be a cascade point of the wheel, before
  *    any deadline: the driver just calls process again then.)
- *  - weft__timers_free: after the driver thread has stopped.
+ *  - weft__timers_abandon / weft__timers_free: after every thread that
+ *    polls the driver has stopped.
  *
  * Entries (weft_timer_t, weft/time.h) are intrusive: they live in the
  * future or on the coroutine stack that waits, and nothing is allocated to
@@ -55,8 +56,13 @@ typedef void (*weft__timers_kick_t)(void *arg, int64_t deadline);
 
 /* 0 or -ENOMEM. */
 int weft__timers_new(weft__timers_kick_t kick, void *kick_arg, weft__timers_t **out);
-/* Drops the wakers of entries still armed (their owners must not cancel
- * them afterwards: the runtime is gone). */
+/* Nobody arms or processes any more (the runtime's threads stopped):
+ * unlink every armed entry, leave it FIRED (a later weft_timer_cancel is
+ * a no-op) and drop its waker. Called before the tasks still alive are
+ * dropped: a dropped coroutine's stack, which holds its entries, is freed
+ * without unwinding, so the wheel must not reach into it afterwards. */
+void weft__timers_abandon(weft__timers_t *tm);
+/* Abandon, then free the wheel. */
 void weft__timers_free(weft__timers_t *tm);
 /* Driver thread only. Returns the next deadline to wake at, or INT64_MAX. */
 int64_t weft__timers_process(weft__timers_t *tm, int64_t now);

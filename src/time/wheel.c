@@ -187,7 +187,7 @@ int weft__timers_new(weft__timers_kick_t kick, void *kick_arg, weft__timers_t **
     return 0;
 }
 
-void weft__timers_free(weft__timers_t *tm)
+void weft__timers_abandon(weft__timers_t *tm)
 {
     if (!tm)
         return;
@@ -206,6 +206,13 @@ void weft__timers_free(weft__timers_t *tm)
             }
         }
     }
+}
+
+void weft__timers_free(weft__timers_t *tm)
+{
+    if (!tm)
+        return;
+    weft__timers_abandon(tm);
     LOCK_DESTROY(&tm->lock);
     free(tm);
 }

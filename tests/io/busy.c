@@ -108,3 +108,94 @@ Test(busy, readiness_is_seen_while_the_only_worker_spins)
     close(sv[0]);
     close(sv[1]);
 }
+
+/*
+ * One long poll while another worker idles. The hog, woken by its own
+ * sleep (so it runs on the worker that was waiting in the poller), arms a
+ * timer whose waker sets a flag, then spins inside that one poll until the
+ * flag is set (at most 10 s). The idle worker must take over the poller
+ * the hog's worker left; otherwise nobody fires the timer and the hog
+ * spins to its cap. (With a driver thread, that thread fires it.)
+ */
+typedef struct hog {
+    weft_sleep_t nap;
+    weft_timer_t timer;
+    int stage;
+    _Atomic int fired;
+    _Atomic int timed_out;
+} hog_t;
+
+static void flag_clone(const weft_waker_t *src, weft_waker_t *dst)
+{
+    *dst = *src;
+}
+static void flag_wake_by_ref(const weft_waker_t *w)
+{
+    atomic_store(&((hog_t *)w->data)->fired, 1);
+}
+static void flag_wake(weft_waker_t *w)
+{
+    flag_wake_by_ref(w);
+}
+static void flag_drop(weft_waker_t *w)
+{
+    (void)w;
+}
+static const weft_waker_vtable_t flag_vt = {flag_clone, flag_wake, flag_wake_by_ref, flag_drop};
+
+/* The task's state is a pointer to a hog_t the test reads afterwards. */
+static weft_poll_t hog_poll(void *st, weft_cx_t *cx, int64_t *out)
+{
+    hog_t *h = *(hog_t **)st;
+    if (h->stage == 0) {
+        weft_sleep_init(&h->nap, weft_now() + 2 * WT_MS);
+        h->stage = 1;
+    }
+    int64_t r;
+    if (weft_sleep_vtable.poll(&h->nap, cx, &r) == WEFT_PENDING)
+        return WEFT_PENDING;
+    weft_waker_t flag = {&flag_vt, h};
+    weft_cx_t child;
+    weft_cx_init_child(&child, cx, &flag);
+    weft_timer_init(&h->timer);
+    if (weft_timer_poll(&h->timer, weft_now() + 2 * WT_MS, &child) == 0)
+        atomic_store(&h->fired, 1); /* already due (a very slow machine) */
+    int64_t cap = weft_now() + WAIT_NS;
+    while (!atomic_load(&h->fired)) {
+        if (weft_now() > cap) {
+            atomic_store(&h->timed_out, 1);
+            weft_timer_cancel(&h->timer);
+            break;
+        }
+    }
+    *out = 0;
+    return WEFT_READY;
+}
+
+static void hog_drop(void *st)
+{
+    hog_t *h = *(hog_t **)st;
+    if (h->stage == 1 && weft_sleep_vtable.drop)
+        weft_sleep_vtable.drop(&h->nap);
+}
+
+static const weft_future_vtable_t hog_vt = {hog_poll, hog_drop, "hog"};
+
+Test(busy, idle_worker_takes_over_the_poller_during_a_long_poll)
+{
+    static hog_t h; /* outlives a failed test */
+    for (int round = 0; round < 5; round++) {
+        memset(&h, 0, sizeof h);
+        weft_runtime_t *rt = wt_runtime(2);
+        wt_sleep_ns(5 * WT_MS); /* both workers parked: one in the poller */
+        weft_task_t *t;
+        hog_t *hp = &h;
+        cr_assert_eq(weft_spawn(rt, &hog_vt, &hp, sizeof hp, &t), 0);
+        int64_t out = -1;
+        cr_assert_eq(weft_task_join_wait(t, weft_now() + 2 * WAIT_NS, &out), 0);
+        cr_assert_eq(atomic_load(&h.timed_out), 0,
+                     "round %d: nobody fired the timer while one worker spun", round);
+        cr_expect_eq(atomic_load(&h.fired), 1);
+        cr_expect_eq(wt_finish(rt), 0);
+    }
+}

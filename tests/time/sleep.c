@@ -381,8 +381,13 @@ Test(sleep, interval_delay_shifts_the_schedule)
     ticker_t t;
     run_ticker(&t, WEFT_MISSED_DELAY);
     /* Tick 1 is the first missed one, delivered at got[1] (after the
-     * stall); the next comes one period after that delivery. */
-    cr_assert_eq(t.sched[1], t.start + PERIOD);
+     * stall); the next comes one period after that delivery. (If tick 0
+     * itself came more than a period late, on a loaded machine, the
+     * schedule shifted already there.) */
+    if (t.got[0] < t.start + PERIOD)
+        cr_assert_eq(t.sched[1], t.start + PERIOD);
+    else
+        cr_assert_geq(t.sched[1], t.start + PERIOD);
     cr_assert_geq(t.sched[2], t.start + STALL + PERIOD);
     cr_assert_leq(t.sched[2], t.got[1] + PERIOD);
     for (int k = 3; k < TICKS; k++)
@@ -393,7 +398,10 @@ Test(sleep, interval_skip_stays_on_the_grid)
 {
     ticker_t t;
     run_ticker(&t, WEFT_MISSED_SKIP);
-    cr_assert_eq(t.sched[1], t.start + PERIOD);
+    if (t.got[0] < t.start + PERIOD) /* else tick 0 was already late */
+        cr_assert_eq(t.sched[1], t.start + PERIOD);
+    else
+        cr_assert_geq(t.sched[1], t.start + PERIOD);
     /* Ticks 2 and 3 (at start + 40 and 60 ms) are skipped. */
     cr_assert_geq(t.sched[2], t.start + 4 * PERIOD);
     cr_assert_leq(t.sched[2], t.got[1] + PERIOD);
@@ -690,4 +698,45 @@ Test(sleep, bad_input)
     cr_assert_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, &v), 0);
     cr_assert_eq(v, -EPERM);
     cr_assert_eq(wt_finish(rt), 0);
+}
+
+/* ---- shutdown with sleepers that outlive the deadline ----------------------- */
+
+static int long_sleeper_coro(void *arg)
+{
+    (void)arg;
+    return weft_sleep_for(60 * WT_SEC);
+}
+
+static bool armed_is_two(void *rt)
+{
+    return armed_in(rt) == 2;
+}
+
+/*
+ * A coroutine and a stackless task, both asleep when the shutdown deadline
+ * passes: whichever is still queued when the workers stop is dropped
+ * without running. The coroutine's timer entry
+ * is on its stack, which is freed without unwinding: the wheel must have
+ * let go of it first (ASan reports the use after free otherwise).
+ */
+Test(sleep, shutdown_drops_sleeping_stragglers)
+{
+    for (int round = 0; round < 20; round++) {
+        weft_runtime_t *rt = wt_runtime(1 + round % 2);
+        weft_task_t *c, *t;
+        cr_assert_eq(weft_spawn_coro(rt, long_sleeper_coro, NULL, NULL, &c), 0);
+        weft_sleep_t s;
+        cr_assert_eq(weft_sleep_init(&s, weft_now() + 60 * WT_SEC), 0);
+        cr_assert_eq(weft_spawn(rt, &weft_sleep_vtable, &s, sizeof s, &t), 0);
+        cr_assert_eq(weft_task_detach(c), 0);
+        cr_assert_eq(weft_task_detach(t), 0);
+        cr_assert(wt_wait_until(armed_is_two, rt, WAIT_NS));
+        /* A cancelled task that a worker resumes before the count is
+         * not a straggler; one still queued when the workers stop is
+         * dropped unresumed: which one varies, so the rounds vary. */
+        int stragglers = weft_runtime_shutdown(rt, weft_now());
+        cr_expect(stragglers >= 0 && stragglers <= 2, "round %d: %d", round, stragglers);
+        cr_expect_eq(weft_runtime_free(rt), 0, "round %d", round);
+    }
 }
