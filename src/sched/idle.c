@@ -188,22 +188,3 @@ void weft__idle_unpark_self(weft__sched_t *s, weft__worker_t *w)
     }
     pthread_mutex_unlock(&s->idle.lock);
 }
-
-void weft__idle_nudge_for_poller(weft__sched_t *s)
-{
-    weft__worker_t *pick = NULL;
-    pthread_mutex_lock(&s->idle.lock);
-    for (unsigned i = s->idle.nsleepers; i-- > 0;) {
-        weft__worker_t *w = &s->workers[s->idle.sleepers[i]];
-        if (!atomic_load_explicit(&w->in_poller, memory_order_relaxed)) {
-            pick = w;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s->idle.lock);
-    /* A spurious increment is harmless: the worker re-checks and waits
-     * again. Its park loop read the count before it asked for the poller,
-     * so this increment makes that wait return. */
-    if (pick)
-        ck_ec32_inc(&pick->ec, weft__ec_mode());
-}

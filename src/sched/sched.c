@@ -64,7 +64,6 @@ int weft__sched_new(const weft__sched_config_t *cfg, void *user, weft__sched_t *
     weft__alloc_init(s);
     atomic_init(&s->closed, false);
     atomic_init(&s->stop, false);
-    atomic_init(&s->poller_wanted, false);
     atomic_init(&s->id_next, 1);
     atomic_init(&s->foreign_allocs, 0);
     atomic_init(&s->foreign_frees, 0);

@@ -145,9 +145,6 @@ typedef struct weft__sched {
     weft__sched_config_t cfg;
     const weft__poller_ops_t *poller; /* set before start, or NULL */
     void *poller_arg;
-    /* A parked worker found the poller held and sleeps on its ec: whoever
-     * leaves the poller to run tasks hands it over (worker.c). */
-    alignas(64) _Atomic bool poller_wanted;
     char name[12];
     void *user; /* the runtime that owns this scheduler */
     /* Read by every worker on every tick: written only at shutdown. */
@@ -258,8 +255,5 @@ bool weft__idle_to_searching(weft__sched_t *s, weft__worker_t *w);
 bool weft__idle_from_searching(weft__sched_t *s, weft__worker_t *w);
 bool weft__idle_to_parked(weft__sched_t *s, weft__worker_t *w);
 void weft__idle_unpark_self(weft__sched_t *s, weft__worker_t *w);
-/* Nudge one worker parked on its ec (not in the poller) to retry the
- * poller; it stays on the sleeper list. */
-void weft__idle_nudge_for_poller(weft__sched_t *s);
 
 #endif /* WEFT_SCHED_SCHED_H */

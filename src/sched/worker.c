@@ -259,7 +259,7 @@ size_t weft__sched_batch_end(weft__batch_t *b)
         b->self_n = 0;
         /* More than we run next, or we are busy already: a peer may
          * take them. */
-        if (nself > 1 || !parked)
+        if (nself > 1)
             weft__sched_notify_parked_local(s);
     }
     for (unsigned i = 0; i < s->nworkers; i++) {
@@ -374,32 +374,12 @@ static weft__task_t *pop_inject(weft__worker_t *w, size_t cap)
  * is parked in it, and I/O events and due timers would otherwise wait for
  * the next worker to run out of work.
  */
-/*
- * Release the poller. `leaving`: the caller goes on to run tasks rather
- * than back into the poller; if a parked worker asked for it meanwhile
- * (poller_wanted), nudge one so that someone waits in it again: otherwise
- * timers and I/O would wait until this worker parks or ticks again, behind
- * however long its next poll takes. The unlock, the fence and the load of
- * poller_wanted pair with the asker's store, fence and try_lock (park):
- * either it takes the poller itself, or we see its request.
- */
-static void release_poller(weft__sched_t *s, bool leaving)
-{
-    s->poller->unlock(s->poller_arg);
-    if (!leaving)
-        return;
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&s->poller_wanted, memory_order_relaxed) &&
-        atomic_exchange_explicit(&s->poller_wanted, false, memory_order_relaxed))
-        weft__idle_nudge_for_poller(s);
-}
-
 static void poll_nonblocking(weft__worker_t *w)
 {
     weft__sched_t *s = w->s;
     if (s->poller && s->poller->try_lock(s->poller_arg)) {
         s->poller->round(s->poller_arg, w, false);
-        release_poller(s, true);
+        s->poller->unlock(s->poller_arg);
     }
 }
 
@@ -539,23 +519,8 @@ static bool park_in_poller(weft__worker_t *w)
     /* Relaxed: the wake it would pair with is harmless if late (a spurious
      * poller wake-up, absorbed by the next round). */
     atomic_store_explicit(&w->in_poller, false, memory_order_relaxed);
-    release_poller(s, !atomic_load_explicit(&w->sleeping, memory_order_seq_cst));
+    s->poller->unlock(s->poller_arg);
     return true;
-}
-
-/*
- * The poller is held by another thread: ask for it (see release_poller),
- * then try once more. seq_cst store and fence: the asking side of that
- * handshake.
- */
-static bool ask_for_poller(weft__worker_t *w)
-{
-    weft__sched_t *s = w->s;
-    if (!s->poller)
-        return false;
-    atomic_store_explicit(&s->poller_wanted, true, memory_order_seq_cst);
-    atomic_thread_fence(memory_order_seq_cst);
-    return park_in_poller(w);
 }
 
 static void park(weft__worker_t *w)
@@ -583,7 +548,7 @@ static void park(weft__worker_t *w)
         }
         if (!atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
             break;
-        if (park_in_poller(w) || ask_for_poller(w))
+        if (park_in_poller(w))
             continue;
         ck_ec32_wait(&w->ec, mode, v, NULL);
     }
