@@ -108,20 +108,16 @@ int weft__driver_new(weft__sched_t *s, bool own_thread, weft__driver_t **out)
  * round skips the system call while no source is registered and the
  * timers only when none is due.
  */
-static void round_run(weft__driver_t *d, weft__worker_t *w, bool block)
+static void round_run(void *arg, weft__worker_t *w, bool block)
 {
+    weft__driver_t *d = arg;
     weft__io_event_t evs[EVENTS_PER_ROUND];
-    int64_t timeout = 0;
-    int64_t now = 0;
     int n = 0;
     if (block) {
+        int64_t timeout = -1; /* no timer armed: until an event or a wake */
         if (d->next != INT64_MAX) {
-            now = weft__time_now_ns();
-            timeout = d->next > now ? d->next - now : -1;
-            if (timeout < 0)
-                timeout = 0;
-        } else {
-            timeout = -1;
+            int64_t now = weft__time_now_ns();
+            timeout = d->next > now ? d->next - now : 0;
         }
         /* Relaxed: ordered for kick() by the timers' lock (see kick).
          * Even when a timer is already due: poll (timeout 0), so that a
@@ -174,11 +170,6 @@ static void poller_unlock(void *arg)
     atomic_store_explicit(&d->poll_lock, false, memory_order_release);
 }
 
-static void poller_round(void *arg, weft__worker_t *w, bool block)
-{
-    round_run(arg, w, block);
-}
-
 /*
  * Make a blocked round return (a parked worker was woken). seq_cst: the
  * worker's wake cleared `sleeping` before this exchange; if the exchange
@@ -196,7 +187,7 @@ static void poller_wake(void *arg)
 static const weft__poller_ops_t poller_ops = {
     .try_lock = poller_try_lock,
     .unlock = poller_unlock,
-    .round = poller_round,
+    .round = round_run,
     .wake = poller_wake,
 };
 

@@ -257,9 +257,7 @@ size_t weft__sched_batch_end(weft__batch_t *b)
         }
         b->self_head = b->self_tail = NULL;
         b->self_n = 0;
-        /* More than we run next, or we are busy already: a peer may
-         * take them. */
-        if (nself > 1)
+        if (nself > 1) /* more than we run next: a peer may take some */
             weft__sched_notify_parked_local(s);
     }
     for (unsigned i = 0; i < s->nworkers; i++) {
