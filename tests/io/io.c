@@ -84,6 +84,10 @@ static int reader_coro(void *arg)
     reader_t *r = arg;
     atomic_store(&r->started, 1);
     for (;;) {
+        /* The snapshot is taken before the read (io.h): taken after the
+         * EAGAIN it could include an event that came in between, which
+         * the clear would then erase, and the wait would never end. */
+        int snap = weft_io_ready(r->io, WEFT_IO_READABLE);
         ssize_t n = read(r->fd, r->buf, sizeof r->buf);
         if (n >= 0) {
             atomic_store(&r->got, (int)n);
@@ -91,7 +95,6 @@ static int reader_coro(void *arg)
         }
         if (errno != EAGAIN)
             return -errno;
-        int snap = weft_io_ready(r->io, WEFT_IO_READABLE);
         weft_io_clear(r->io, snap);
         int w = weft_io_wait_ready(r->io, WEFT_IO_READABLE, r->deadline);
         atomic_store(&r->wait_rc, w);
