@@ -5,27 +5,23 @@
  *
  * Owns: weft__coro_t (coro.h gives the invariants). The sequence of one
  * poll, on the worker's stack:
- *   resume: note the current coroutine, switch to its stack;
- *   the coroutine runs until suspend() (an await found its future pending)
- *   or until fn returns (entry() marks it done and switches back for good);
- *   back on the worker: clear the current coroutine; if done, give the
- *   stack back and report READY.
+ *   resume_begin: note the current coroutine, restore its errno; the
+ *   worker loop then switches to its stack (task.h, weft__task_run_start);
+ *   the coroutine runs until suspend() (an await found its future pending,
+ *   or weft_yield) or until fn returns (entry() marks it done and switches
+ *   back for good);
+ *   resume_end, back on the worker: clear the current coroutine, save its
+ *   errno; if done, give the stack back and report READY.
  * The harness then releases RUNNING (or re-queues), so a wake that raced
  * with the switch-out re-queues the task only after its registers are
  * saved.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "coro/arch/arch.h"
 #include "coro/coro.h"
-
-#ifdef WEFT__ASAN
-#include <sanitizer/common_interface_defs.h>
-#endif
-#ifdef WEFT__TSAN
-#include <sanitizer/tsan_interface.h>
-#endif
 
 /* Awaits answered -ECANCELED without a switch before one switch is forced
  * (a loop that ignores -ECANCELED still lets its worker run other tasks). */
@@ -38,21 +34,21 @@ __attribute__((noinline)) weft__coro_t *weft__coro_current(void)
     return current;
 }
 
-__attribute__((noinline)) static void set_current(weft__coro_t *c)
-{
-    current = c;
-}
+/*
+ * What the worker side of a switch keeps per thread, noted when the worker
+ * starts: its floating-point control words (arch.h, weft__ctx_resume) and
+ * the address of its errno. Only worker-side code (resume_begin/end) reads
+ * them, never code on a coroutine's stack.
+ */
+static _Thread_local struct {
+    uint64_t fp;
+    int *errno_addr;
+} thread_side;
 
-/* errno through calls the compiler cannot merge across a switch: each
- * computes the calling thread's errno address afresh. */
-__attribute__((noinline)) static int errno_get(void)
+void weft__coro_thread_capture(void)
 {
-    return errno;
-}
-
-__attribute__((noinline)) static void errno_set(int e)
-{
-    errno = e;
+    thread_side.fp = weft__ctx_fp_get();
+    thread_side.errno_addr = &errno;
 }
 
 static bool task_cancelled(const weft__task_t *t)
@@ -67,9 +63,8 @@ static bool task_cancelled(const weft__task_t *t)
 
 /* Coroutine side: switch to the thread that resumed us; returns when we are
  * resumed again (possibly by another thread, if migratable). */
-static void suspend(weft__coro_t *c)
+static inline __attribute__((always_inline)) void suspend(weft__coro_t *c)
 {
-    int saved_errno = errno_get();
 #ifdef WEFT__ASAN
     __sanitizer_start_switch_fiber(&c->asan_fake, c->asan_caller_lo, c->asan_caller_size);
 #endif
@@ -81,7 +76,6 @@ static void suspend(weft__coro_t *c)
     __sanitizer_finish_switch_fiber(c->asan_fake, &c->asan_caller_lo, &c->asan_caller_size);
 #endif
     c->cancel_spins = 0;
-    errno_set(saved_errno);
 }
 
 static void entry(void *arg)
@@ -103,25 +97,6 @@ static void entry(void *arg)
     __builtin_trap(); /* a finished coroutine is never resumed */
 }
 
-/* Worker side: run the coroutine until it suspends or finishes. */
-static void resume(weft__coro_t *c)
-{
-    set_current(c);
-#ifdef WEFT__ASAN
-    void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, c->stack->lo, (size_t)((char *)c->stack - c->stack->lo));
-#endif
-#ifdef WEFT__TSAN
-    c->tsan_caller = __tsan_get_current_fiber();
-    __tsan_switch_to_fiber(c->tsan_fiber, 0);
-#endif
-    weft__ctx_switch(&c->caller_sp, c->sp);
-#ifdef WEFT__ASAN
-    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#endif
-    set_current(NULL);
-}
-
 static void release_stack(weft__coro_t *c)
 {
 #ifdef WEFT__TSAN
@@ -135,39 +110,66 @@ static void release_stack(weft__coro_t *c)
 
 /* ---- the task's future ------------------------------------------------------------ */
 
-static weft_poll_t coro_poll(void *state, weft_cx_t *cx, int64_t *out)
+bool weft__coro_resume_begin(weft__coro_t *c, weft_cx_t *cx, int64_t *out, weft__run_t *run)
 {
-    weft__coro_t *c = state;
     weft__task_t *t = cx->task_;
     if (!c->stack) { /* the first poll: a finished one is never polled */
         if (task_cancelled(t)) {
             t->out_cancelled = 1; /* never ran */
             *out = 0;
-            return WEFT_READY;
+            return false;
         }
         c->stack = weft__stack_get(c->stack_size);
         if (!c->stack) {
             *out = -ENOMEM;
-            return WEFT_READY;
+            return false;
         }
-        c->sp = weft__ctx_make(c->stack, entry, c);
+        c->sp = weft__ctx_make(c->stack->top, entry, c);
 #ifdef WEFT__TSAN
         c->tsan_fiber = __tsan_create_fiber(0);
-        __tsan_set_fiber_name(c->tsan_fiber, c->name[0] ? c->name : "weft-coro");
+        __tsan_set_fiber_name(c->tsan_fiber, c->name ? c->name : "weft-coro");
 #endif
         if (!c->migratable)
             t->pinned = 1; /* written under RUNNING, like t->worker */
     }
     c->cx = cx;
-    resume(c);
+    /* Inline TLS use (here and in end): this side runs on the worker's own
+     * stack, the same thread before and after the switch. errno is saved
+     * and restored here, on the thread that resumes, so that it follows a
+     * migratable coroutine to another thread. */
+    current = c;
+    *thread_side.errno_addr = c->saved_errno;
+    run->coro = c;
+    run->save = &c->caller_sp;
+    run->to = c->sp;
+    run->fp = &thread_side.fp;
+    return true;
+}
+
+weft_poll_t weft__coro_resume_end(weft__coro_t *c, int64_t *out)
+{
+    current = NULL;
+    c->saved_errno = *thread_side.errno_addr;
     c->cx = NULL;
     if (!c->done)
         return WEFT_PENDING;
     release_stack(c);
     if (c->cancel_seen)
-        t->out_cancelled = 1;
+        weft__coro_task(c)->out_cancelled = 1;
     *out = c->result;
     return WEFT_READY;
+}
+
+/* The vtable's poll, for completeness: the harness does not call it but
+ * splits it around the switch (begin/end above). */
+static weft_poll_t coro_poll(void *state, weft_cx_t *cx, int64_t *out)
+{
+    weft__coro_t *c = state;
+    weft__run_t run;
+    if (!weft__coro_resume_begin(c, cx, out, &run))
+        return WEFT_READY;
+    weft__coro_switch_in(&run);
+    return weft__coro_resume_end(c, out);
 }
 
 /* Called once: after READY (nothing left), or instead of a poll when the
@@ -178,6 +180,7 @@ static void coro_drop(void *state)
     weft__coro_t *c = state;
     if (c->stack)
         release_stack(c);
+    weft__coro_unprepare(c);
 }
 
 const weft_future_vtable_t weft__coro_vtable = {coro_poll, coro_drop, "coroutine"};
@@ -195,14 +198,34 @@ int weft__coro_prepare(weft__coro_t *c, int (*fn)(void *), void *arg, const weft
     c->arg = arg;
     c->stack_size = size;
     c->migratable = opts && opts->migratable;
-    if (opts && opts->name) {
-        strncpy(c->name, opts->name, WEFT_CORO_NAME_MAX);
-        c->name[WEFT_CORO_NAME_MAX] = '\0';
+    if (opts && opts->name && opts->name[0]) {
+        size_t n = strnlen(opts->name, WEFT_CORO_NAME_MAX);
+        if (!(c->name = malloc(n + 1)))
+            return -ENOMEM;
+        memcpy(c->name, opts->name, n);
+        c->name[n] = '\0';
     }
     return 0;
 }
 
+void weft__coro_unprepare(weft__coro_t *c)
+{
+    free(c->name);
+    c->name = NULL;
+}
+
 /* ---- coroutine calls ----------------------------------------------------------------- */
+
+/* An await (or yield) of a cancelled coroutine: -ECANCELED at once, but
+ * every CANCEL_SPIN_MAX-th still switches out (a cancelled coroutine is
+ * always re-queued, harness.c) so that a loop ignoring it lets others run. */
+static int answer_cancelled(weft__coro_t *c)
+{
+    c->cancel_seen = 1;
+    if (++c->cancel_spins >= CANCEL_SPIN_MAX)
+        suspend(c);
+    return -ECANCELED;
+}
 
 int weft_await(const weft_future_vtable_t *vt, void *state, int64_t *out)
 {
@@ -213,13 +236,9 @@ int weft_await(const weft_future_vtable_t *vt, void *state, int64_t *out)
         return -EPERM;
     for (;;) {
         if (task_cancelled(weft__coro_task(c))) {
-            c->cancel_seen = 1;
             if (vt->drop)
                 vt->drop(state);
-            if (++c->cancel_spins >= CANCEL_SPIN_MAX)
-                suspend(c); /* a cancelled coroutine is always re-queued
-                             * (harness.c): this lets others run first */
-            return -ECANCELED;
+            return answer_cancelled(c);
         }
         int64_t v = 0;
         if (vt->poll(state, c->cx, &v) == WEFT_READY) {
@@ -234,18 +253,27 @@ int weft_await(const weft_future_vtable_t *vt, void *state, int64_t *out)
     }
 }
 
-static weft_poll_t yield_poll(void *state, weft_cx_t *cx, int64_t *out)
-{
-    *out = 0;
-    return (weft_poll_t)weft_yield_poll(state, cx);
-}
-
-static const weft_future_vtable_t yield_vt = {yield_poll, NULL, "yield"};
-
+/*
+ * Not an await of weft_yield_t: the same effect (cx->yield_ makes the
+ * harness re-queue the task at the back, still RUNNING) without the
+ * future's two polls, and with one call level between the caller and the
+ * switch: every return that crosses a switch misses the return-stack
+ * predictor, so the fewer the frames, the cheaper the round trip.
+ */
 int weft_yield(void)
 {
-    weft_yield_t y = WEFT_YIELD_INIT;
-    return weft_await(&yield_vt, &y, NULL);
+    weft__coro_t *c = weft__coro_current();
+    if (!c)
+        return -EPERM;
+    if (task_cancelled(weft__coro_task(c)))
+        return answer_cancelled(c);
+    c->cx->yield_ = 1;
+    suspend(c);
+    /* As the await did: a cancel that came while we were queued is the
+     * yield's answer. */
+    if (task_cancelled(weft__coro_task(c)))
+        return answer_cancelled(c);
+    return 0;
 }
 
 typedef struct join_fut {

@@ -17,10 +17,12 @@
  *    stack, and RUNNING is released only after the switch back returned,
  *    i.e. after the coroutine's registers are saved (harness.c).
  *  - The current coroutine and the calling thread's stack pool are
- *    thread-locals read only through noinline accessors, never cached
- *    across a switch (a migratable coroutine may come back on another
- *    thread). errno's value is saved before and restored after each
- *    suspension, through noinline helpers.
+ *    thread-locals read on a coroutine's stack only through noinline
+ *    accessors, never cached across a switch (a migratable coroutine may
+ *    come back on another thread). The worker's side of a switch
+ *    (resume_begin/end) runs on the worker's own stack and may use them
+ *    inline. errno's value is saved there after each suspension and
+ *    restored there before each resume.
  *  - Cancellation is level-triggered: once the task is cancelled, every
  *    await returns -ECANCELED without waiting.
  */
@@ -32,8 +34,16 @@
 
 #include <weft/coro.h>
 
+#include "coro/arch/arch.h"
 #include "task/task.h"
 #include "util/util.h"
+
+#ifdef WEFT__ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef WEFT__TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 /* Stack sizes: the default, and the accepted range (weft/coro.h). */
 #define WEFT__STACK_DEFAULT ((size_t)64 << 10)
@@ -47,6 +57,7 @@ typedef struct weft__stack {
     char *map;                /* the mapping; its first page is the guard */
     size_t map_len;
     char *lo;    /* lowest usable byte (just above the guard) */
+    char *top;   /* where the first frame starts: below the header, coloured */
     size_t size; /* the size asked for (the pool key) */
     unsigned vg_id;
 } weft__stack_t;
@@ -81,6 +92,7 @@ typedef struct weft__coro {
     void *arg;
     size_t stack_size;
     int result;
+    int saved_errno; /* errno's value while suspended */
     uint8_t migratable;
     uint8_t done;
     uint8_t cancel_seen; /* an await returned -ECANCELED */
@@ -93,10 +105,50 @@ typedef struct weft__coro {
 #ifdef WEFT__TSAN
     void *tsan_fiber, *tsan_caller;
 #endif
-    char name[WEFT_CORO_NAME_MAX + 1];
+    /* Out of line (malloc, freed by the drop) and only when a name is
+     * given: inline it cost every coroutine 32 bytes and its cell moved
+     * from the 192- to the 256-byte class. */
+    char *name;
 } weft__coro_t;
 
 extern const weft_future_vtable_t weft__coro_vtable;
+
+/*
+ * One poll of coroutine c, split around the switch (the harness lets the
+ * worker loop make it, task.h weft__task_run_start). begin: with RUNNING
+ * held, set up the resume and return true with the switch to make
+ * (weft__coro_switch_in(run)); false if the poll ended without a switch
+ * (cancelled before its first run, or no stack: -ENOMEM), READY with *out.
+ * end: after the switch came back; READY with *out once fn has returned.
+ */
+bool weft__coro_resume_begin(weft__coro_t *c, weft_cx_t *cx, int64_t *out, weft__run_t *run);
+weft_poll_t weft__coro_resume_end(weft__coro_t *c, int64_t *out);
+
+/*
+ * The switch between begin and end, with the sanitizers' fiber
+ * annotations. always_inline because both must happen in the frame that
+ * makes the switch: TSan keeps a shadow call stack per fiber, and a
+ * function that switched fibers and then returned before the real switch
+ * would pop its frame off the coroutine's.
+ */
+static inline __attribute__((always_inline)) void weft__coro_switch_in(weft__run_t *run)
+{
+#if defined(WEFT__ASAN) || defined(WEFT__TSAN)
+    weft__coro_t *c = run->coro;
+#endif
+#ifdef WEFT__ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, c->stack->lo, (size_t)((char *)c->stack - c->stack->lo));
+#endif
+#ifdef WEFT__TSAN
+    c->tsan_caller = __tsan_get_current_fiber();
+    __tsan_switch_to_fiber(c->tsan_fiber, 0);
+#endif
+    weft__ctx_resume(run->save, run->to, run->fp);
+#ifdef WEFT__ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
 
 /* The task whose state c is (a coroutine's state is its task's data). */
 static inline weft__task_t *weft__coro_task(weft__coro_t *c)
@@ -104,9 +156,12 @@ static inline weft__task_t *weft__coro_task(weft__coro_t *c)
     return weft__container_of((unsigned char *)c, weft__task_t, data);
 }
 
-/* Fill *c for a spawn; validates (-EINVAL) and resolves the stack size. */
+/* Fill *c for a spawn; validates (-EINVAL), resolves the stack size and
+ * copies the name (-ENOMEM). A prepared state that is not spawned after all
+ * is released with weft__coro_unprepare. */
 int weft__coro_prepare(weft__coro_t *c, int (*fn)(void *), void *arg, const weft_coro_opts_t *opts,
                        size_t default_stack);
+void weft__coro_unprepare(weft__coro_t *c);
 
 /*
  * Per worker thread: use `pool` for stacks and set up what reporting a
@@ -115,6 +170,9 @@ int weft__coro_prepare(weft__coro_t *c, int (*fn)(void *), void *arg, const weft
  */
 int weft__coro_thread_enter(weft__stack_pool_t *pool);
 void weft__coro_thread_leave(void);
+/* Note what the worker side of a switch keeps per thread (coro.c); in
+ * weft__coro_thread_enter. */
+void weft__coro_thread_capture(void);
 
 /* The coroutine running on this thread, or NULL; noinline. */
 weft__coro_t *weft__coro_current(void);

@@ -36,7 +36,19 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
+/*
+ * Colouring: the first frame of stack k starts (k % STACK_COLOURS) cache
+ * lines below the header. Without it every suspended coroutine keeps its
+ * hot frames (the saved registers, the frames of the await) at the same
+ * offset within a page, so they all compete for the few L1/L2 sets that
+ * offset indexes: resuming 1,000 coroutines in turn then misses the
+ * caches on every switch. The mapping is that many lines larger, so the
+ * usable size is never less than asked.
+ */
+#define STACK_COLOURS 32
+
 static _Atomic int64_t mapped;
+static _Atomic uint32_t made; /* stacks ever mapped: picks each one's colour */
 static _Thread_local weft__stack_pool_t *thread_pool;
 
 int64_t weft__stack_mapped(void)
@@ -59,7 +71,7 @@ __attribute__((noinline)) static void set_pool(weft__stack_pool_t *p)
 static weft__stack_t *stack_new(size_t size)
 {
     size_t page = weft__page_size();
-    size_t len = WEFT__ALIGN_UP(size, page) + page;
+    size_t len = WEFT__ALIGN_UP(size + STACK_COLOURS * 64, page) + page;
     char *map = weft__stack_map(len, page);
     if (!map)
         return NULL;
@@ -69,6 +81,8 @@ static weft__stack_t *stack_new(size_t size)
     st->map = map;
     st->map_len = len;
     st->lo = map + page;
+    uint32_t colour = atomic_fetch_add_explicit(&made, 1, memory_order_relaxed) % STACK_COLOURS;
+    st->top = (char *)st - colour * 64;
     st->size = size;
     st->vg_id = 0;
 #ifdef WEFT__VALGRIND
@@ -203,7 +217,7 @@ static size_t describe_fault(void *addr, char *buf, size_t cap)
     size_t n = put_str(buf, 0, cap, "weft: coroutine task ");
     n = put_u64(buf, n, cap, (uint64_t)weft__coro_task(c)->id, 10);
     n = put_str(buf, n, cap, " \"");
-    n = put_str(buf, n, cap, c->name);
+    n = put_str(buf, n, cap, c->name ? c->name : "");
     n = put_str(buf, n, cap, "\" overflowed its ");
     n = put_u64(buf, n, cap, c->stack->size, 10);
     n = put_str(buf, n, cap, "-byte stack (fault at 0x");
@@ -216,6 +230,7 @@ static size_t describe_fault(void *addr, char *buf, size_t cap)
 int weft__coro_thread_enter(weft__stack_pool_t *pool)
 {
     set_pool(pool);
+    weft__coro_thread_capture();
     weft__fault_hook_install(describe_fault);
     return weft__altstack_enter();
 }

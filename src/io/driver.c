@@ -102,22 +102,24 @@ int weft__driver_new(weft__sched_t *s, bool own_thread, weft__driver_t **out)
 }
 
 /*
- * One round, by the holder of poll_lock. block: wait until an event, the
- * timers' next deadline or a wake; else only look. w: the polling worker
- * (its tasks stay with it), or NULL on the driver thread. A non-blocking
- * round skips the system call while no source is registered and the
- * timers only when none is due.
+ * One round, by the holder of poll_lock. until > 0: wait until an event,
+ * the timers' next deadline, a wake or `until` (INT64_MAX: no limit of
+ * its own); 0: only look. w: the polling worker (its tasks stay with it),
+ * or NULL on the driver thread. A non-blocking round skips the system
+ * call while no source is registered and the timers only when none is
+ * due.
  */
-static void round_run(void *arg, weft__worker_t *w, bool block)
+static void round_run(void *arg, weft__worker_t *w, int64_t until)
 {
     weft__driver_t *d = arg;
     weft__io_event_t evs[EVENTS_PER_ROUND];
     int n = 0;
-    if (block) {
-        int64_t timeout = -1; /* no timer armed: until an event or a wake */
-        if (d->next != INT64_MAX) {
+    if (until > 0) {
+        int64_t timeout = -1; /* no deadline: until an event or a wake */
+        int64_t wake_at = d->next < until ? d->next : until;
+        if (wake_at != INT64_MAX) {
             int64_t now = weft__time_now_ns();
-            timeout = d->next > now ? d->next - now : 0;
+            timeout = wake_at > now ? wake_at - now : 0;
         }
         /* Relaxed: ordered for kick() by the timers' lock (see kick).
          * Even when a timer is already due: poll (timeout 0), so that a
@@ -200,7 +202,7 @@ static void *driver_main(void *arg)
         weft__cpu_relax();
     /* Acquire: pairs with weft__driver_stop's release store. */
     while (!atomic_load_explicit(&d->stop, memory_order_acquire))
-        round_run(d, NULL, true);
+        round_run(d, NULL, INT64_MAX);
     poller_unlock(d);
     return NULL;
 }

@@ -125,7 +125,10 @@ int weft_spawn_coro(weft_runtime_t *rt, int (*fn)(void *), void *arg, const weft
     int rc = weft__coro_prepare(&c, fn, arg, opts, rt->sched->cfg.stack_size);
     if (rc != 0)
         return rc;
-    return weft__sched_spawn(rt->sched, &weft__coro_vtable, &c, sizeof c, (weft__task_t **)handle);
+    rc = weft__sched_spawn(rt->sched, &weft__coro_vtable, &c, sizeof c, (weft__task_t **)handle);
+    if (rc != 0)
+        weft__coro_unprepare(&c); /* not spawned: nothing else owns the name */
+    return rc;
 }
 
 int weft_runtime_run_coro(weft_runtime_t *rt, int (*fn)(void *), void *arg,

@@ -60,6 +60,8 @@
 #define WEFT__SPIN_NS 10000
 #endif
 #define WEFT__STEAL_SINGLE_NS 5000 /* then also steal a peer's lone task */
+/* A parked worker trims its coroutine stack pool after this long (worker.c). */
+#define WEFT__TRIM_DELAY_NS 50000000
 
 struct weft__sched;
 
@@ -109,8 +111,9 @@ typedef struct weft__worker {
  * The poller a parked worker may wait in instead of its event count (the
  * I/O driver in src/io, wired by src/runtime; NULL when a thread of its own
  * waits there). At most one thread holds it (try_lock); the holder runs
- * rounds: wait in the poller (block: until an event, the next timer or
- * wake(); else not at all), then hand the woken tasks over through a
+ * rounds: wait in the poller (until > 0: until an event, the next timer,
+ * wake() or `until` (INT64_MAX: no limit of its own); 0: not at all),
+ * then hand the woken tasks over through a
  * weft__batch_t begun with the worker. wake() makes a blocked round return;
  * any thread may call it, and a wake with no round blocked makes the next
  * blocking round return at once.
@@ -118,7 +121,7 @@ typedef struct weft__worker {
 typedef struct weft__poller_ops {
     bool (*try_lock)(void *arg);
     void (*unlock)(void *arg);
-    void (*round)(void *arg, struct weft__worker *w, bool block);
+    void (*round)(void *arg, struct weft__worker *w, int64_t until);
     void (*wake)(void *arg);
 } weft__poller_ops_t;
 

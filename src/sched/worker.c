@@ -22,7 +22,9 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "coro/coro.h"
 #include "sched/sched.h"
 
 static _Thread_local weft__worker_t *current_worker;
@@ -376,7 +378,7 @@ static void poll_nonblocking(weft__worker_t *w)
 {
     weft__sched_t *s = w->s;
     if (s->poller && s->poller->try_lock(s->poller_arg)) {
-        s->poller->round(s->poller_arg, w, false);
+        s->poller->round(s->poller_arg, w, 0);
         s->poller->unlock(s->poller_arg);
     }
 }
@@ -471,13 +473,28 @@ static weft__task_t *steal_work(weft__worker_t *w)
 
 /* ---- running -------------------------------------------------------------------- */
 
-static void run_task(weft__worker_t *w, weft__task_t *t)
+/*
+ * Poll one task. Inlined into weft__worker_main with run_task, so that a
+ * coroutine's switch is made from the worker loop's own frame: after the
+ * coroutine switches back, nothing returns through frames the switch
+ * crossed (each such return misses the return-stack predictor; task.h).
+ */
+static inline __attribute__((always_inline)) void poll_one(weft__worker_t *w, weft__task_t *t)
+{
+    weft__run_t run;
+    weft__counter_inc(&w->polls);
+    if (weft__task_run_start(t, &w->budget, (uint16_t)w->index, &run)) {
+        weft__coro_switch_in(&run);
+        weft__task_run_end(t, &run);
+    }
+}
+
+static inline __attribute__((always_inline)) void run_task(weft__worker_t *w, weft__task_t *t)
 {
     if (w->searching && weft__idle_from_searching(w->s, w))
         weft__sched_notify_parked(w->s); /* last searcher: wake a successor */
     w->budget = WEFT__BUDGET;
-    weft__counter_inc(&w->polls);
-    weft__task_run(t, &w->budget, (uint16_t)w->index, false);
+    poll_one(w, t);
     for (unsigned lifo_polls = 0; (t = w->lifo) != NULL;) {
         w->lifo = NULL;
         if (++lifo_polls > WEFT__LIFO_CAP || w->budget <= 0) {
@@ -486,8 +503,7 @@ static void run_task(weft__worker_t *w, weft__task_t *t)
             weft__worker_push_back(w, t);
             return;
         }
-        weft__counter_inc(&w->polls);
-        weft__task_run(t, &w->budget, (uint16_t)w->index, false);
+        poll_one(w, t);
     }
 }
 
@@ -503,7 +519,7 @@ static void run_task(weft__worker_t *w, weft__task_t *t)
  * us off the sleeper list itself (weft__sched_batch_end). Returns false if
  * the poller is held by another thread or absent.
  */
-static bool park_in_poller(weft__worker_t *w)
+static bool park_in_poller(weft__worker_t *w, int64_t until)
 {
     weft__sched_t *s = w->s;
     if (!s->poller || !s->poller->try_lock(s->poller_arg))
@@ -513,7 +529,7 @@ static bool park_in_poller(weft__worker_t *w)
     atomic_thread_fence(memory_order_seq_cst);
     bool block = atomic_load_explicit(&w->sleeping, memory_order_seq_cst) &&
                  inbox_empty(&w->inbox) && !atomic_load_explicit(&s->stop, memory_order_seq_cst);
-    s->poller->round(s->poller_arg, w, block);
+    s->poller->round(s->poller_arg, w, block ? until : 0);
     /* Relaxed: the wake it would pair with is harmless if late (a spurious
      * poller wake-up, absorbed by the next round). */
     atomic_store_explicit(&w->in_poller, false, memory_order_relaxed);
@@ -521,17 +537,27 @@ static bool park_in_poller(weft__worker_t *w)
     return true;
 }
 
+/*
+ * The stack pool is trimmed (coro/stack.c) once the worker has stayed
+ * parked WEFT__TRIM_DELAY_NS: its system calls (and the TLB shootdowns
+ * they send to every other thread of the process) then cost nobody
+ * anything, where trimming at every park cost a burst of coroutines a
+ * few milliseconds each time a worker briefly ran dry (a join waiting for
+ * the last of 1,000 coroutines waited for 700 munmaps first).
+ */
+static int64_t trim_deadline(const weft__worker_t *w)
+{
+    return w->stacks.nhot > WEFT__STACK_HOT ? weft__time_now_ns() + WEFT__TRIM_DELAY_NS : INT64_MAX;
+}
+
 static void park(weft__worker_t *w)
 {
     weft__sched_t *s = w->s;
     weft__counter_inc(&w->parks);
-    /* Nothing to run: a good moment for the system calls of trimming the
-     * stack pool (none when it is within its resident set). */
-    if (w->stacks.nhot > WEFT__STACK_HOT)
-        weft__stack_pool_trim(&w->stacks);
     if (weft__idle_to_parked(s, w) && weft__sched_has_work(s))
         weft__sched_notify_parked(s); /* we were the last searcher */
     const struct ck_ec_mode *mode = weft__ec_mode();
+    int64_t trim_at = trim_deadline(w);
     for (;;) {
         /* seq_cst: pairs with idle.c's seq_cst stores of `sleeping`. */
         if (!atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
@@ -546,9 +572,23 @@ static void park(weft__worker_t *w)
         }
         if (!atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
             break;
-        if (park_in_poller(w))
+        if (trim_at != INT64_MAX && weft__time_now_ns() >= trim_at) {
+            /* Still parked: a wake meanwhile is seen by the next pass
+             * (the counter moved since v was read). */
+            weft__stack_pool_trim(&w->stacks);
+            trim_at = INT64_MAX;
             continue;
-        ck_ec32_wait(&w->ec, mode, v, NULL);
+        }
+        if (park_in_poller(w, trim_at))
+            continue;
+        if (trim_at == INT64_MAX) {
+            ck_ec32_wait(&w->ec, mode, v, NULL);
+        } else {
+            /* ck may return up to a second late (platform/ec.c): the trim
+             * is then late, which is harmless. */
+            struct timespec ts = {(time_t)(trim_at / 1000000000), (long)(trim_at % 1000000000)};
+            ck_ec32_wait(&w->ec, mode, v, &ts);
+        }
     }
     /* Set by the waker before it cleared `sleeping` (under idle.lock). */
     w->searching = w->wake_searching;

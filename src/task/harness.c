@@ -97,31 +97,21 @@ void weft__task_cancel_running(weft__task_t *t)
     complete(t);
 }
 
-static void poll_held(weft__task_t *t, int *budget, uint16_t worker);
-
-/* A cancelled task holding RUNNING: a coroutine is resumed to see the
- * cancel itself (task.h), unless this is the shutdown sweep; any other
- * task is dropped. */
-static void run_cancelled(weft__task_t *t, int *budget, uint16_t worker, bool force_cancel)
+/* Before a poll of a task holding RUNNING. */
+static void held_begin(weft__task_t *t, int *budget, uint16_t worker, weft_cx_t *cx)
 {
-    if (weft__task_is_coro(t) && !force_cancel)
-        poll_held(t, budget, worker);
-    else
-        weft__task_cancel_running(t);
+    if (t->worker != worker)
+        t->worker = worker; /* no store when unchanged: keeps the line clean */
+    cx->waker_ = weft__task_waker_ref(t);
+    cx->task_ = t;
+    cx->budget_ = budget;
+    cx->yield_ = 0;
+    current_id = t->id;
 }
 
-static void poll_held(weft__task_t *t, int *budget, uint16_t worker)
+/* After it: complete, re-queue or go idle. */
+static void held_end(weft__task_t *t, const weft_cx_t *cx, weft_poll_t r, int64_t out)
 {
-    t->worker = worker;
-    weft_cx_t cx = {
-        .waker_ = weft__task_waker_ref(t),
-        .task_ = t,
-        .budget_ = budget,
-        .yield_ = 0,
-    };
-    int64_t out = 0;
-    current_id = t->id;
-    weft_poll_t r = t->fut->poll(weft__task_state(t), &cx, &out);
     current_id = 0;
     if (r == WEFT_READY) {
         if (t->fut->drop)
@@ -130,7 +120,7 @@ static void poll_held(weft__task_t *t, int *budget, uint16_t worker)
         complete(t);
         return;
     }
-    if (cx.yield_ && !(atomic_load_explicit(&t->state, memory_order_relaxed) & WEFT__CANCELLED)) {
+    if (cx->yield_ && !(atomic_load_explicit(&t->state, memory_order_relaxed) & WEFT__CANCELLED)) {
         /* Yield: re-queue at the back still holding RUNNING (task.h).
          * Relaxed is enough: a cancel we miss here is seen at the next
          * pop, which checks CANCELLED again before polling. */
@@ -160,7 +150,45 @@ static void poll_held(weft__task_t *t, int *budget, uint16_t worker)
     }
 }
 
-void weft__task_run(weft__task_t *t, int *budget, uint16_t worker, bool force_cancel)
+/* Poll a task holding RUNNING, except that a coroutine to resume is left
+ * to the caller's switch (true). */
+static bool poll_held(weft__task_t *t, int *budget, uint16_t worker, weft__run_t *run)
+{
+    held_begin(t, budget, worker, &run->cx);
+    int64_t out = 0;
+    weft_poll_t r;
+    if (weft__task_is_coro(t)) {
+        if (weft__coro_resume_begin(weft__task_state(t), &run->cx, &out, run))
+            return true;
+        r = WEFT_READY; /* ended without running: cancelled first, no stack */
+    } else {
+        r = t->fut->poll(weft__task_state(t), &run->cx, &out);
+    }
+    held_end(t, &run->cx, r, out);
+    return false;
+}
+
+void weft__task_run_end(weft__task_t *t, weft__run_t *run)
+{
+    int64_t out = 0;
+    weft_poll_t r = weft__coro_resume_end(weft__task_state(t), &out);
+    held_end(t, &run->cx, r, out);
+}
+
+/* A cancelled task holding RUNNING: a coroutine is resumed to see the
+ * cancel itself (task.h), unless this is the shutdown sweep; any other
+ * task is dropped. */
+static bool run_cancelled(weft__task_t *t, int *budget, uint16_t worker, bool force_cancel,
+                          weft__run_t *run)
+{
+    if (weft__task_is_coro(t) && !force_cancel)
+        return poll_held(t, budget, worker, run);
+    weft__task_cancel_running(t);
+    return false;
+}
+
+static bool run_notified(weft__task_t *t, int *budget, uint16_t worker, bool force_cancel,
+                         weft__run_t *run)
 {
     if (t->yield_held) {
         /* We inherited RUNNING from the yield (the queue's release/acquire
@@ -170,24 +198,35 @@ void weft__task_run(weft__task_t *t, int *budget, uint16_t worker, bool force_ca
         /* Acquire: pairs with the release RMW of a cancel that set
          * CANCELLED while the task sat in the queue. */
         if (force_cancel || (s & WEFT__CANCELLED))
-            run_cancelled(t, budget, worker, force_cancel);
-        else
-            poll_held(t, budget, worker);
-        return;
+            return run_cancelled(t, budget, worker, force_cancel, run);
+        return poll_held(t, budget, worker, run);
     }
     if (force_cancel)
         atomic_fetch_or_explicit(&t->state, WEFT__CANCELLED, memory_order_relaxed);
     switch (weft__state_to_running(t)) {
     case WEFT__TR_SUCCESS:
-        poll_held(t, budget, worker);
-        return;
+        return poll_held(t, budget, worker, run);
     case WEFT__TR_CANCELLED:
-        run_cancelled(t, budget, worker, force_cancel);
-        return;
+        return run_cancelled(t, budget, worker, force_cancel, run);
     case WEFT__TR_FAILED:
-        return;
+        return false;
     case WEFT__TR_DEALLOC:
         dealloc(t);
-        return;
+        return false;
+    }
+    return false;
+}
+
+bool weft__task_run_start(weft__task_t *t, int *budget, uint16_t worker, weft__run_t *r)
+{
+    return run_notified(t, budget, worker, false, r);
+}
+
+void weft__task_run(weft__task_t *t, int *budget, uint16_t worker, bool force_cancel)
+{
+    weft__run_t r;
+    if (run_notified(t, budget, worker, force_cancel, &r)) {
+        weft__coro_switch_in(&r);
+        weft__task_run_end(t, &r);
     }
 }

@@ -159,6 +159,26 @@ void weft__task_init(weft__task_t *t, weft__sched_base_t *sched, const weft_futu
  */
 void weft__task_run(weft__task_t *t, int *budget, uint16_t worker, bool force_cancel);
 
+/*
+ * The same run (never force_cancel), split around a coroutine's switch so
+ * that the worker loop makes the switch itself, from its own frame: a
+ * return that crosses a switch misses the return-stack predictor, and a
+ * switch made three calls deep cost three such misses on the way back.
+ * start() does everything up to the switch; if it returns true, the caller
+ * calls weft__coro_switch_in(run) (coro/coro.h, from its own frame) and
+ * then run_end(t, run), with
+ * `run` alive in its frame throughout; false: the run is over.
+ */
+typedef struct weft__run {
+    weft_cx_t cx;            /* the poll context; the coroutine reads it while it runs */
+    struct weft__coro *coro; /* the coroutine being resumed */
+    void **save;             /* where the switch saves the worker's context */
+    void *to;                /* the coroutine's context */
+    const uint64_t *fp;      /* the thread's control words (coro/arch/arch.h) */
+} weft__run_t;
+bool weft__task_run_start(weft__task_t *t, int *budget, uint16_t worker, weft__run_t *run);
+void weft__task_run_end(weft__task_t *t, weft__run_t *run);
+
 /* Drop the future and complete as cancelled; caller holds RUNNING. */
 void weft__task_cancel_running(weft__task_t *t);
 

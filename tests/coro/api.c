@@ -8,6 +8,7 @@
 
 #include "common/wt.h"
 #include "coro/coro.h"
+#include "sched/sched.h"
 
 #define WAIT_NS (10 * WT_SEC)
 
@@ -357,17 +358,55 @@ Test(coro_api, stacks_are_pooled_and_unmapped, .timeout = 60)
         cr_assert_eq(weft_spawn_coro(rt, wait_go_coro, &g, NULL, &hs[i]), 0);
     cr_assert(wt_wait_int_ge(&g.started, 300, WAIT_NS));
     cr_assert_geq(weft__stack_mapped() - before, 300, "one stack per live coroutine");
+    int64_t t_go = weft_now();
     atomic_store(&g.go, 1);
     for (int i = 0; i < 300; i++)
         cr_assert_eq(weft_join(hs[i], NULL), 0);
-    /* The worker trims its pool when it runs out of work. */
+    /* The worker trims its pool once it has stayed parked a while. */
     int64_t bound = before + WEFT__STACK_HOT + WEFT__STACK_CACHE_DEFAULT;
     cr_assert(wt_wait_until(stacks_at_most, &bound, WAIT_NS),
               "an idle worker trims its pool to %d stacks (%lld mapped)",
               WEFT__STACK_HOT + WEFT__STACK_CACHE_DEFAULT,
               (long long)(weft__stack_mapped() - before));
+    /* It parked after go (its coroutines were all running until then), so
+     * a trim that waits for WEFT__TRIM_DELAY_NS of parking ends later than
+     * that after go, however slow the machine. */
+    cr_assert_geq(weft_now() - t_go, WEFT__TRIM_DELAY_NS, "trimming waits for a pause");
     cr_assert_geq(weft__stack_mapped() - before, WEFT__STACK_HOT + WEFT__STACK_CACHE_DEFAULT,
                   "trimmed stacks stay pooled up to the cache size");
     cr_assert_eq(wt_finish(rt), 0);
     cr_assert_eq(weft__stack_mapped(), before, "freeing the runtime unmaps its pools");
+}
+
+/* Records where its first frame sits within a page, then waits for go. */
+typedef struct colour_probe {
+    go_t *g;
+    uintptr_t offset;
+} colour_probe_t;
+
+static int colour_coro(void *arg)
+{
+    colour_probe_t *p = arg;
+    volatile char local = 0;
+    p->offset = (uintptr_t)&local & 4095;
+    return wait_go_coro(p->g);
+}
+
+Test(coro_api, fresh_stacks_start_at_different_offsets, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(1);
+    go_t g = {0, 0};
+    colour_probe_t p[2] = {{&g, 0}, {&g, 0}};
+    weft_task_t *h[2];
+    /* Both alive at once: two fresh stacks, mapped one after the other. */
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(weft_spawn_coro(rt, colour_coro, &p[i], NULL, &h[i]), 0);
+    cr_assert(wt_wait_int_ge(&g.started, 2, WAIT_NS));
+    atomic_store(&g.go, 1);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(weft_join(h[i], NULL), 0);
+    cr_assert_neq(p[0].offset, p[1].offset,
+                  "stack colouring: the same frame at different page offsets (%#lx, %#lx)",
+                  (unsigned long)p[0].offset, (unsigned long)p[1].offset);
+    cr_assert_eq(wt_finish(rt), 0);
 }

@@ -22,6 +22,34 @@
 void weft__ctx_switch(void **save_sp, void *to_sp);
 void weft__ctx_trampoline(void);
 
+/*
+ * A worker resuming a coroutine: as weft__ctx_switch, except that on
+ * x86-64 the control words kept for the switch back are *fp, the thread's
+ * own (weft__ctx_fp_get at the worker's start), not read from the
+ * registers. So when a coroutine switches back, the worker gets the
+ * control state its thread started with; a stackless task that changed
+ * the rounding mode and returned without restoring it (which the ABI
+ * forbids of any function but fesetround and kin) has its change undone
+ * at the next coroutine switch, instead of leaking into later tasks.
+ */
+void weft__ctx_resume(void **save_sp, void *to_sp, const uint64_t *fp);
+
+/* The calling thread's floating-point control state, as the switch saves
+ * it (x86-64: MXCSR | x87 control word << 32; aarch64: FPCR). */
+static inline uint64_t weft__ctx_fp_get(void)
+{
+#if defined(__x86_64__)
+    uint32_t mxcsr;
+    uint16_t cw;
+    __asm__ volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(mxcsr), "=m"(cw));
+    return (uint64_t)mxcsr | (uint64_t)cw << 32;
+#elif defined(__aarch64__)
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    return fpcr;
+#endif
+}
+
 #if defined(__x86_64__)
 #define WEFT__CTX_FRAME 64 /* bytes the switch keeps on a suspended stack */
 #elif defined(__aarch64__)

@@ -12,6 +12,9 @@
  *     0x00: d8-d15, 0x40: x19-x28, 0x90: x29, 0x98: x30, 0xa0: fpcr, 0xa8: pad
  *   arch.h builds the first frame of a new context with the same layout.
  *
+ * void weft__ctx_resume(void **save_sp, void *to_sp, const uint64_t *fp)
+ *   x86-64 needs it (switch_x86_64.S); here it is weft__ctx_switch.
+ *
  * weft__ctx_trampoline: where a new context's first switch returns to;
  *   calls x20(x19) and never returns.
  *
@@ -63,6 +66,18 @@ weft__ctx_switch:
     ret
     .cfi_endproc
     .size   weft__ctx_switch, .-weft__ctx_switch
+
+    /* The same as weft__ctx_switch (x2 ignored): reading FPCR is cheap. */
+    .globl  weft__ctx_resume
+    .hidden weft__ctx_resume
+    .type   weft__ctx_resume, %function
+    .p2align 4
+weft__ctx_resume:
+    .cfi_startproc
+    hint    #34
+    b       weft__ctx_switch
+    .cfi_endproc
+    .size   weft__ctx_resume, .-weft__ctx_resume
 
     .globl  weft__ctx_trampoline
     .hidden weft__ctx_trampoline

@@ -12,6 +12,15 @@
  *     8: r12, 16: r13, 24: r14, 32: r15, 40: rbx, 48: rbp, 56: return rip
  *   arch.h builds the first frame of a new context with the same layout.
  *
+ * void weft__ctx_resume(void **save_sp, void *to_sp, const uint64_t *fp)
+ *   The same, for a worker resuming a coroutine: the control words saved
+ *   for the way back are *fp (the thread's own, weft__ctx_fp_get at its
+ *   start) instead of the live registers. stmxcsr waits for every SSE
+ *   instruction in flight and was the costliest instruction of a
+ *   coroutine yield (about 4 ns of ~50); a worker's own code keeps the
+ *   thread's control state, as the ABI asks of every function it calls
+ *   (arch.h says what this means for a task that leaks a change).
+ *
  * weft__ctx_trampoline: where a new context's first switch "returns" to;
  *   calls r13(r12) and never returns (the entry switches away for good).
  *
@@ -23,14 +32,8 @@
  */
 #if defined(__x86_64__)
 
-    .text
-    .globl  weft__ctx_switch
-    .hidden weft__ctx_switch
-    .type   weft__ctx_switch, @function
-    .p2align 4
-weft__ctx_switch:
-    .cfi_startproc
-    endbr64
+/* Push the callee-saved registers and make room for the control words. */
+.macro SAVE_GPRS
     pushq   %rbp
     pushq   %rbx
     pushq   %r15
@@ -38,10 +41,16 @@ weft__ctx_switch:
     pushq   %r13
     pushq   %r12
     subq    $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw  4(%rsp)
-    movq    %rsp, (%rdi)
-    movq    %rsi, %rsp
+.endm
+
+/* With rsp at a saved frame: load its state and jump to its return address.
+ * Not `ret`: the return-stack predictor expects a return to our caller,
+ * so a `ret` into the other context mispredicted on every switch (and
+ * left the predictor out of step for the returns after it): 25 ns per
+ * round trip against 11 ns with an indirect jump, whose predictor learns
+ * the alternation (measured, 2-vCPU EPYC VM). `notrack`: the target is a
+ * return address, not an endbr64 landing pad. */
+.macro LOAD_AND_GO
     ldmxcsr (%rsp)
     fldcw   4(%rsp)
     addq    $8, %rsp
@@ -51,16 +60,42 @@ weft__ctx_switch:
     popq    %r15
     popq    %rbx
     popq    %rbp
-    /* Not `ret`: the return-stack predictor expects a return to our caller,
-     * so a `ret` into the other context mispredicted on every switch (and
-     * left the predictor out of step for the returns after it): 25 ns per
-     * round trip against 11 ns with an indirect jump, whose predictor
-     * learns the alternation (measured, 2-vCPU EPYC VM). `notrack`: the
-     * target is a return address, not an endbr64 landing pad. */
     popq    %rcx
     notrack jmp *%rcx
+.endm
+
+    .text
+    .globl  weft__ctx_switch
+    .hidden weft__ctx_switch
+    .type   weft__ctx_switch, @function
+    .p2align 4
+weft__ctx_switch:
+    .cfi_startproc
+    endbr64
+    SAVE_GPRS
+    stmxcsr (%rsp)
+    fnstcw  4(%rsp)
+    movq    %rsp, (%rdi)
+    movq    %rsi, %rsp
+    LOAD_AND_GO
     .cfi_endproc
     .size   weft__ctx_switch, .-weft__ctx_switch
+
+    .globl  weft__ctx_resume
+    .hidden weft__ctx_resume
+    .type   weft__ctx_resume, @function
+    .p2align 4
+weft__ctx_resume:
+    .cfi_startproc
+    endbr64
+    SAVE_GPRS
+    movq    (%rdx), %rax            /* the thread's control state, as the */
+    movq    %rax, (%rsp)            /* frame's; no stmxcsr (see above) */
+    movq    %rsp, (%rdi)
+    movq    %rsi, %rsp
+    LOAD_AND_GO
+    .cfi_endproc
+    .size   weft__ctx_resume, .-weft__ctx_resume
 
     .globl  weft__ctx_trampoline
     .hidden weft__ctx_trampoline
