@@ -22,7 +22,10 @@
  *
  * Threads. A coroutine may be stolen by another worker until it first runs;
  * from then on it stays on that worker, so thread-local state (errno, TLS
- * caches of the code it calls) stays valid across awaits. A coroutine
+ * caches of the code it calls) stays valid across awaits. Since that
+ * choice is for life, a worker with more than a few runnable coroutines
+ * sends a new one, just before its first run, to a worker with clearly
+ * fewer (docs/coroutines.md, "Placement"). A coroutine
  * spawned migratable may resume on another worker after any await: it must
  * not hold the address of a thread-local across an await, and compilers
  * compute &errno once per function, so a migratable coroutine that reads

@@ -71,11 +71,12 @@ static inline __attribute__((always_inline)) void suspend(weft__coro_t *c)
 #ifdef WEFT__TSAN
     __tsan_switch_to_fiber(c->tsan_caller, 0);
 #endif
-    weft__ctx_switch(&c->sp, c->caller_sp);
+    weft__stack_t *st = c->stack;
+    weft__ctx_switch(&st->sp, st->caller_sp);
 #ifdef WEFT__ASAN
     __sanitizer_finish_switch_fiber(c->asan_fake, &c->asan_caller_lo, &c->asan_caller_size);
 #endif
-    c->cancel_spins = 0;
+    st->cancel_spins = 0;
 }
 
 static void entry(void *arg)
@@ -93,7 +94,7 @@ static void entry(void *arg)
 #ifdef WEFT__TSAN
     __tsan_switch_to_fiber(c->tsan_caller, 0);
 #endif
-    weft__ctx_switch(&c->sp, c->caller_sp);
+    weft__ctx_switch(&c->stack->sp, c->stack->caller_sp);
     __builtin_trap(); /* a finished coroutine is never resumed */
 }
 
@@ -124,7 +125,10 @@ bool weft__coro_resume_begin(weft__coro_t *c, weft_cx_t *cx, int64_t *out, weft_
             *out = -ENOMEM;
             return false;
         }
-        c->sp = weft__ctx_make(c->stack->top, entry, c);
+        weft__stack_t *st = c->stack;
+        st->sp = weft__ctx_make(st->top, entry, c);
+        st->saved_errno = 0; /* a pooled stack keeps its last user's */
+        st->cancel_spins = 0;
 #ifdef WEFT__TSAN
         c->tsan_fiber = __tsan_create_fiber(0);
         __tsan_set_fiber_name(c->tsan_fiber, c->name ? c->name : "weft-coro");
@@ -132,16 +136,17 @@ bool weft__coro_resume_begin(weft__coro_t *c, weft_cx_t *cx, int64_t *out, weft_
         if (!c->migratable)
             t->pinned = 1; /* written under RUNNING, like t->worker */
     }
-    c->cx = cx;
+    weft__stack_t *st = c->stack;
+    st->cx = cx;
     /* Inline TLS use (here and in end): this side runs on the worker's own
      * stack, the same thread before and after the switch. errno is saved
      * and restored here, on the thread that resumes, so that it follows a
      * migratable coroutine to another thread. */
     current = c;
-    *thread_side.errno_addr = c->saved_errno;
+    *thread_side.errno_addr = st->saved_errno;
     run->coro = c;
-    run->save = &c->caller_sp;
-    run->to = c->sp;
+    run->save = &st->caller_sp;
+    run->to = st->sp;
     run->fp = &thread_side.fp;
     return true;
 }
@@ -149,8 +154,9 @@ bool weft__coro_resume_begin(weft__coro_t *c, weft_cx_t *cx, int64_t *out, weft_
 weft_poll_t weft__coro_resume_end(weft__coro_t *c, int64_t *out)
 {
     current = NULL;
-    c->saved_errno = *thread_side.errno_addr;
-    c->cx = NULL;
+    weft__stack_t *st = c->stack;
+    st->saved_errno = *thread_side.errno_addr;
+    st->cx = NULL;
     if (!c->done)
         return WEFT_PENDING;
     release_stack(c);
@@ -222,7 +228,7 @@ void weft__coro_unprepare(weft__coro_t *c)
 static int answer_cancelled(weft__coro_t *c)
 {
     c->cancel_seen = 1;
-    if (++c->cancel_spins >= CANCEL_SPIN_MAX)
+    if (++c->stack->cancel_spins >= CANCEL_SPIN_MAX)
         suspend(c);
     return -ECANCELED;
 }
@@ -241,7 +247,7 @@ int weft_await(const weft_future_vtable_t *vt, void *state, int64_t *out)
             return answer_cancelled(c);
         }
         int64_t v = 0;
-        if (vt->poll(state, c->cx, &v) == WEFT_READY) {
+        if (vt->poll(state, c->stack->cx, &v) == WEFT_READY) {
             if (vt->drop)
                 vt->drop(state);
             if (out)
@@ -267,7 +273,7 @@ int weft_yield(void)
         return -EPERM;
     if (task_cancelled(weft__coro_task(c)))
         return answer_cancelled(c);
-    c->cx->yield_ = 1;
+    c->stack->cx->yield_ = 1;
     suspend(c);
     /* As the await did: a cancel that came while we were queued is the
      * yield's answer. */

@@ -53,6 +53,19 @@
 
 /* The header at the top of every stack mapping (stack.c). */
 typedef struct weft__stack {
+    /*
+     * The state a switch writes, while a coroutine uses this stack: here,
+     * in the page its top frames are in, and not in the task's cell. Cells
+     * are carved side by side, and with their neighbours owned by the
+     * other worker, writing them on every yield made W3 at 2 workers up
+     * to 1.7x slower (the prefetchers pull neighbouring cells in, and each
+     * write must take them back from the other core; docs/coroutines.md).
+     */
+    void *sp;                 /* the coroutine's saved context while suspended */
+    void *caller_sp;          /* the resuming thread's context while it runs */
+    weft_cx_t *cx;            /* the poll context while it runs */
+    int saved_errno;          /* errno's value while suspended */
+    int cancel_spins;         /* awaits answered -ECANCELED since the last switch */
     struct weft__stack *next; /* pool link */
     char *map;                /* the mapping; its first page is the guard */
     size_t map_len;
@@ -62,11 +75,17 @@ typedef struct weft__stack {
     unsigned vg_id;
 } weft__stack_t;
 
+/* Stacks a pool maps at once (stack.c). */
+#define WEFT__STACK_BATCH 16
+
 /* A worker's free stacks of the runtime's default size. Owner-only. */
 typedef struct weft__stack_pool {
     weft__stack_t *hot, *cold; /* cold: pages given back */
     unsigned nhot, ncold, cold_max;
     size_t size;
+    char *fresh;     /* the rest of the last batch: never used yet */
+    unsigned nfresh; /* stacks left there */
+    uint32_t made;   /* stacks this pool made: picks each one's colour */
 } weft__stack_pool_t;
 
 void weft__stack_pool_init(weft__stack_pool_t *p, size_t size, unsigned cold_max);
@@ -84,19 +103,15 @@ void weft__stack_pool_trim(weft__stack_pool_t *p);
 int64_t weft__stack_mapped(void);
 
 typedef struct weft__coro {
-    void *sp;             /* the coroutine's saved context while suspended */
-    void *caller_sp;      /* the resuming thread's context while it runs */
-    weft_cx_t *cx;        /* the poll context while it runs */
     weft__stack_t *stack; /* NULL until the first poll and after the end */
     int (*fn)(void *);
     void *arg;
     size_t stack_size;
     int result;
-    int saved_errno; /* errno's value while suspended */
     uint8_t migratable;
     uint8_t done;
     uint8_t cancel_seen; /* an await returned -ECANCELED */
-    int cancel_spins;    /* awaits answered -ECANCELED since the last switch */
+    uint16_t credit;     /* sched_ops.place: 1 + the worker it was sent to */
 #ifdef WEFT__ASAN
     void *asan_fake;
     const void *asan_caller_lo;

@@ -75,12 +75,24 @@ const struct ck_ec_mode *weft__ec_mode(void);
 /* The system page size. */
 size_t weft__page_size(void);
 /*
- * Map len bytes (a multiple of the page size) of private, lazily allocated
- * read-write memory, the lowest `guard` bytes made inaccessible. NULL on
- * failure (no memory, or vm.max_map_count reached: each guarded stack is
- * two mappings).
+ * Map n stacks of len bytes each (len a multiple of the page size), one
+ * after another from the returned base: private, lazily allocated
+ * read-write memory, the lowest `guard` bytes of each stack inaccessible
+ * and its highest page populated (the first frames go there). Each stack
+ * may later be unmapped on its own (weft__stack_unmap(base + i * len,
+ * len)). NULL on failure (no memory, or vm.max_map_count reached).
+ *
+ * System calls: one mmap for all n. On Linux >= 6.13 the guards are guard
+ * markers (MADV_GUARD_INSTALL: no mapping split per guard) and the guards
+ * and the top pages are each done by one process_madvise call; where that
+ * is refused (older kernels, seccomp, valgrind) one mprotect and one
+ * madvise per stack, each guard then a mapping of its own.
  */
-void *weft__stack_map(size_t len, size_t guard);
+void *weft__stack_map(size_t len, size_t guard, unsigned n);
+#define WEFT__STACK_MAP_MAX 64 /* n at most */
+/* Tests: make weft__stack_map take the one-call-per-stack path (mprotect
+ * guards) from now on, as on a kernel that refuses the others. */
+void weft__stack_map_fallback(void);
 void weft__stack_unmap(void *p, size_t len);
 /* Give the pages of [p, p+len) back; they read as zero afterwards. */
 void weft__stack_discard(void *p, size_t len);

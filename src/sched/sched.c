@@ -229,8 +229,10 @@ void weft__sched_free(weft__sched_t *s)
 {
     if (s->started)
         stop_workers(s);
-    for (unsigned i = 0; i < s->nworkers; i++)
+    for (unsigned i = 0; i < s->nworkers; i++) {
         weft__stack_pool_destroy(&s->workers[i].stacks);
+        free(s->workers[i].pin_buf);
+    }
     weft__alloc_destroy(s); /* every cell lives in a chunk: no list walk */
     weft__inject_destroy(&s->inject);
     weft__idle_destroy(&s->idle);

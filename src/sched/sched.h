@@ -62,6 +62,9 @@
 #define WEFT__STEAL_SINGLE_NS 5000 /* then also steal a peer's lone task */
 /* A parked worker trims its coroutine stack pool after this long (worker.c). */
 #define WEFT__TRIM_DELAY_NS 50000000
+/* A worker with more runnable pinned coroutines than a peer by more than
+ * this sends a new coroutine there before it starts (worker.c). */
+#define WEFT__PLACE_MARGIN 8
 
 struct weft__sched;
 
@@ -84,9 +87,13 @@ typedef struct weft__worker {
     alignas(64) struct weft__sched *s;
     unsigned index;
     weft__task_t *lifo;
-    weft__task_t *pin_head, *pin_tail; /* pinned list, linked through next */
-    bool pin_turn;                     /* the next pick prefers the pinned list */
-    _Atomic uint32_t npinned;          /* owner writes; read racily */
+    /* The pinned list (worker.c): a FIFO of slots in pin_buf (a ring of
+     * pin_cap, a power of two, or 0), then, only if growing it failed, a
+     * list linked through next. */
+    weft__task_t **pin_buf;
+    uint32_t pin_cap, pin_first, pin_n;
+    weft__task_t *pin_head, *pin_tail;
+    bool pin_turn; /* the next pick prefers the pinned list */
     uint32_t tick;
     uint32_t rng;
     bool searching;
@@ -100,6 +107,10 @@ typedef struct weft__worker {
     /* Written only by the owner (load+store, no RMW); read racily. */
     _Atomic uint64_t polls, steals, parks;
     weft__thread_t thread;
+    /* Load, as coroutine placement reads it (worker.c, sched_place): a
+     * line of its own, since peers read it while the owner works. */
+    alignas(64) _Atomic uint32_t npinned; /* pinned list length; owner writes */
+    _Atomic uint32_t incoming;            /* coroutines sent here, not yet started */
     alignas(64) ck_stack_t inbox;
     alignas(64) struct ck_ec32 ec;
     _Atomic bool sleeping;
@@ -188,6 +199,9 @@ void weft__sched_free(weft__sched_t *s);
 bool weft__sched_stalled(weft__sched_t *s);
 /* Per-worker counters (polls, steals, parks), summed; racy reads. */
 void weft__sched_counters(weft__sched_t *s, uint64_t *polls, uint64_t *steals, uint64_t *parks);
+
+/* sched_ops.place (task.h): coroutine placement (worker.c). */
+bool weft__sched_place(void *sched, weft__task_t *t, uint16_t *credit);
 
 /* The scheduler whose worker is the calling thread, or NULL. */
 weft__sched_t *weft__sched_current(void);

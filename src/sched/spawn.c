@@ -69,6 +69,7 @@ const weft__sched_ops_t weft__sched_ops = {
     .schedule = weft__sched_schedule,
     .release = sched_release,
     .dealloc = sched_dealloc,
+    .place = weft__sched_place,
 };
 
 /* ---- spawn ------------------------------------------------------------------------ */

@@ -66,6 +66,7 @@ void weft__task_drop_ref(weft__task_t *t)
  */
 static void complete(weft__task_t *t)
 {
+    t->yield_held = 0; /* may still be set from the pop (run_notified) */
     /* One reference for the running poll, one more if the owned list held
      * one. */
     unsigned n = 1 + t->sched->ops->release(t->sched, t);
@@ -124,10 +125,13 @@ static void held_end(weft__task_t *t, const weft_cx_t *cx, weft_poll_t r, int64_
         /* Yield: re-queue at the back still holding RUNNING (task.h).
          * Relaxed is enough: a cancel we miss here is seen at the next
          * pop, which checks CANCELLED again before polling. */
-        t->yield_held = 1;
+        if (!t->yield_held)
+            t->yield_held = 1; /* usually still set: no store, see run_notified */
         t->sched->ops->schedule(t->sched, t, true);
         return;
     }
+    if (t->yield_held)
+        t->yield_held = 0; /* before RUNNING goes: nothing holds it for us now */
     switch (weft__state_to_idle(t)) {
     case WEFT__TR_IDLE_OK:
         return;
@@ -158,7 +162,13 @@ static bool poll_held(weft__task_t *t, int *budget, uint16_t worker, weft__run_t
     int64_t out = 0;
     weft_poll_t r;
     if (weft__task_is_coro(t)) {
-        if (weft__coro_resume_begin(weft__task_state(t), &run->cx, &out, run))
+        weft__coro_t *c = weft__task_state(t);
+        if (!c->stack && !c->migratable && t->sched->ops->place &&
+            t->sched->ops->place(t->sched, t, &c->credit)) {
+            current_id = 0; /* sent to another worker before it first ran */
+            return false;
+        }
+        if (weft__coro_resume_begin(c, &run->cx, &out, run))
             return true;
         r = WEFT_READY; /* ended without running: cancelled first, no stack */
     } else {
@@ -192,8 +202,10 @@ static bool run_notified(weft__task_t *t, int *budget, uint16_t worker, bool for
 {
     if (t->yield_held) {
         /* We inherited RUNNING from the yield (the queue's release/acquire
-         * orders this plain flag). */
-        t->yield_held = 0;
+         * orders this plain flag). The flag stays set while we hold
+         * RUNNING and is cleared only when the run ends any other way than
+         * by yielding again (held_end, complete): a task yielding in a loop
+         * then writes nothing to its cell (task.h). */
         uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
         /* Acquire: pairs with the release RMW of a cancel that set
          * CANCELLED while the task sat in the queue. */

@@ -19,8 +19,11 @@
  *    published and the completing thread may read it (rules in state.c).
  *  - A yielded task is queued *still holding RUNNING* (`yield_held` = 1):
  *    the queue entry carries the lock, and the worker that pops it polls
- *    without a state transition. Nothing else sets RUNNING on a queued
- *    task while workers run (the shutdown sweep runs after they stop).
+ *    without a state transition. The flag may stay set while that worker
+ *    holds RUNNING (so a task yielding in a loop never writes it); it is
+ *    cleared before RUNNING is released or the task completes. Nothing
+ *    else sets RUNNING on a queued task while workers run (the shutdown
+ *    sweep runs after they stop).
  *  - `worker` and `pinned` are written only by the RUNNING holder; whoever
  *    queues a Notified reads them after the state RMW that gave it the
  *    Notified, which orders them. A pinned task is queued only where its
@@ -64,6 +67,15 @@ typedef struct weft__sched_ops {
     unsigned (*release)(void *sched, struct weft__task *t);
     /* Free the cell (last reference gone). */
     void (*dealloc)(void *sched, struct weft__task *t);
+    /*
+     * t is a coroutine about to run for the first time, after which it
+     * stays on the calling worker (src/coro); RUNNING held. *credit is 0,
+     * or 1 + the worker an earlier place() sent it to (settled here). The
+     * scheduler may send t to a less loaded worker instead: it queues t
+     * there still holding RUNNING (as a yield), sets *credit and returns
+     * true; the caller then leaves t alone. false: run it here. NULL: never.
+     */
+    bool (*place)(void *sched, struct weft__task *t, uint16_t *credit);
 } weft__sched_ops_t;
 
 typedef struct weft__sched_base {
@@ -87,7 +99,7 @@ typedef struct weft__task {
     uint16_t worker;    /* worker that last polled it (inbox target) */
     uint8_t size_class; /* allocation cache class */
     uint8_t out_cancelled : 1;
-    uint8_t yield_held : 1; /* queued while still holding RUNNING */
+    uint8_t yield_held : 1; /* queued while still holding RUNNING (harness.c) */
     uint8_t pinned : 1;     /* runs only on `worker` (a started coroutine) */
     uint8_t reserved_ : 5;
     alignas(16) unsigned char data[];
