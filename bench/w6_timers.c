@@ -11,9 +11,10 @@
  * lateness).
  *
  * --coro: the same with coroutine tasks calling weft_sleep_for. 100,000
- * parked coroutines hold 100,000 stacks, two memory mappings each: this
- * needs vm.max_map_count above ~200,000 (the Linux default is 65,530), and
- * the program says so and fails if it is lower.
+ * parked coroutines hold 100,000 stacks: on Linux >= 6.13 one memory
+ * mapping per 16 (guard markers); on older kernels two mappings each,
+ * which needs vm.max_map_count above ~200,000 (the default is 65,530):
+ * the program says so and fails if a stack cannot be mapped.
  */
 #include <inttypes.h>
 #include <sys/resource.h>
