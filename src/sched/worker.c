@@ -54,6 +54,17 @@ weft__sched_t *weft__sched_current(void)
 
 /* ---- queueing ---------------------------------------------------------------- */
 
+/* Append t to the list head..tail linked through next. */
+static inline void list_append(weft__task_t **head, weft__task_t **tail, weft__task_t *t)
+{
+    t->next = NULL;
+    if (*tail)
+        (*tail)->next = t;
+    else
+        *head = t;
+    *tail = t;
+}
+
 static void link_batch(weft__task_t **v, size_t n)
 {
     for (size_t i = 0; i + 1 < n; i++)
@@ -99,12 +110,7 @@ static void pinned_push(weft__worker_t *w, weft__task_t *t)
         w->pin_buf[(w->pin_first + w->pin_n) & (w->pin_cap - 1)] = t;
         w->pin_n++;
     } else {
-        t->next = NULL;
-        if (w->pin_tail)
-            w->pin_tail->next = t;
-        else
-            w->pin_head = t;
-        w->pin_tail = t;
+        list_append(&w->pin_head, &w->pin_tail, t);
     }
     atomic_store_explicit(&w->npinned, atomic_load_explicit(&w->npinned, memory_order_relaxed) + 1,
                           memory_order_relaxed);
@@ -251,12 +257,7 @@ static void batch_add(weft__batch_t *b, weft__task_t *t)
 {
     weft__worker_t *self = b->self;
     if (self && (!t->pinned || t->worker == self->index)) {
-        t->next = NULL;
-        if (b->self_tail)
-            b->self_tail->next = t;
-        else
-            b->self_head = t;
-        b->self_tail = t;
+        list_append(&b->self_head, &b->self_tail, t);
         b->self_n++;
     } else if (t->worker < b->s->nworkers) {
         /* Newest first: the owner reverses what it pops (drain_inbox), so
@@ -267,12 +268,7 @@ static void batch_add(weft__batch_t *b, weft__task_t *t)
         if (!l->last)
             l->last = &t->inbox_entry;
     } else {
-        t->next = NULL;
-        if (b->inj_tail)
-            b->inj_tail->next = t;
-        else
-            b->inj_head = t;
-        b->inj_tail = t;
+        list_append(&b->inj_head, &b->inj_tail, t);
         b->inj_n++;
     }
 }
