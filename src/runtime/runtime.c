@@ -71,6 +71,9 @@ int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out)
         return -EINVAL;
     if (cfg->driver != WEFT_DRIVER_WORKERS && cfg->driver != WEFT_DRIVER_THREAD)
         return -EINVAL;
+    if ((cfg->help_delay_ns < 0 && cfg->help_delay_ns != WEFT_HELP_AT_ONCE) ||
+        cfg->help_delay_ns > WEFT_HELP_DELAY_MAX_NS)
+        return -EINVAL;
     weft__sched_config_t sc = {
         .workers = cfg->workers ? cfg->workers : weft_default_workers(),
         .thread_name = cfg->thread_name && cfg->thread_name[0] ? cfg->thread_name : "weft",
@@ -79,6 +82,9 @@ int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out)
         .hook_arg = cfg->hook_arg,
         .stack_size = cfg->stack_size ? cfg->stack_size : WEFT__STACK_DEFAULT,
         .stack_cache = cfg->stack_cache ? cfg->stack_cache : WEFT__STACK_CACHE_DEFAULT,
+        .help_delay = cfg->help_delay_ns == WEFT_HELP_AT_ONCE ? 0
+                      : cfg->help_delay_ns                    ? cfg->help_delay_ns
+                                                              : WEFT_HELP_DELAY_DEFAULT_NS,
     };
     weft_runtime_t *rt = calloc(1, sizeof *rt);
     if (!rt)

@@ -30,6 +30,14 @@ typedef struct weft__idle {
 #define WEFT__IDLE_UNPARKED_ONE (1u << 16)
 #define WEFT__IDLE_SEARCH_MASK 0xffffu
 
+/* True if at most one worker (the caller) is unparked. Relaxed: a hint
+ * for whether spinning can find work (worker.c, steal_work); the handshake
+ * above, not this read, is what keeps wake-ups from being lost. */
+static inline bool weft__idle_alone(weft__idle_t *idle)
+{
+    return (atomic_load_explicit(&idle->state, memory_order_relaxed) >> 16) <= 1;
+}
+
 int weft__idle_init(weft__idle_t *idle, unsigned nworkers);
 void weft__idle_destroy(weft__idle_t *idle);
 

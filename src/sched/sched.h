@@ -94,6 +94,9 @@ typedef struct weft__worker {
     uint32_t pin_cap, pin_first, pin_n;
     weft__task_t *pin_head, *pin_tail;
     bool pin_turn; /* the next pick prefers the pinned list */
+    /* When a poller batch this worker kept has waited long enough for a
+     * peer to be woken to share it (worker.c, "Help"); 0: none pending. */
+    int64_t help_at;
     uint32_t tick;
     uint32_t rng;
     bool searching;
@@ -144,6 +147,7 @@ typedef struct weft__sched_config {
     void *hook_arg;
     size_t stack_size;    /* default coroutine stack size */
     unsigned stack_cache; /* pooled stacks per worker beyond the hot ones */
+    int64_t help_delay;   /* ns a poller batch runs alone before a peer is woken; 0: at once */
 } weft__sched_config_t;
 
 typedef struct weft__sched {

@@ -229,6 +229,38 @@ void weft__sched_push_inbox(weft__sched_t *s, weft__worker_t *w, weft__task_t *t
         weft__sched_unpark_worker(s, w);
 }
 
+/*
+ * Help. A worker that keeps a poller round's tasks (batch_end below) does
+ * not wake a peer for them at once, as Tokio and Go do: it asks for help
+ * only if its ring still holds work help_delay after the round
+ * (help_check, from the worker loop). A round's tasks are usually short
+ * (a read and a write): waking a peer for them costs a futex wake, the
+ * peer's wake-up and its later park, and moves half the connections'
+ * data to another core, for work that is done before the peer is up.
+ * Deferred, the help comes when a backlog persists, which is when a peer
+ * pays (measured on W10/W11, docs/io.md "Help"). The price: a task queued
+ * behind a long poll waits for that poll to end, since the check runs
+ * between polls.
+ */
+static void help_later(weft__worker_t *w)
+{
+    int64_t delay = w->s->cfg.help_delay;
+    if (delay == 0)
+        weft__sched_notify_parked_local(w->s);
+    else if (!w->help_at)
+        w->help_at = weft__time_now_ns() + delay;
+}
+
+static inline void help_check(weft__worker_t *w)
+{
+    if (weft__ring_is_empty(&w->ring)) {
+        w->help_at = 0;                             /* caught up: nothing for a peer to take */
+    } else if (weft__time_now_ns() >= w->help_at) { /* ~26 ns, only while a backlog lasts */
+        w->help_at = 0;
+        weft__sched_notify_parked_local(w->s);
+    }
+}
+
 /* ---- batched delivery from a foreign thread (the driver) ----------------- */
 
 static _Thread_local weft__batch_t *tl_batch;
@@ -309,7 +341,7 @@ size_t weft__sched_batch_end(weft__batch_t *b)
         b->self_head = b->self_tail = NULL;
         b->self_n = 0;
         if (nself > 1) /* more than we run next: a peer may take some */
-            weft__sched_notify_parked_local(s);
+            help_later(self);
     }
     for (unsigned i = 0; i < s->nworkers; i++) {
         weft__batch_list_t *l = &b->per[i];
@@ -550,7 +582,15 @@ static weft__task_t *steal_once(weft__worker_t *w, bool take_single)
     return t;
 }
 
-/* Searching: steal, spinning briefly before giving up. */
+/*
+ * Searching: steal, spinning briefly before giving up, but only while a
+ * peer is awake: a peer that runs tasks may queue some for us, while with
+ * every peer parked new work can come only from the poller (park waits
+ * there if it is free, and an event ends that wait at once) or from
+ * outside the workers (which wakes a parked worker). Spinning alone burnt
+ * 6% of a busy HTTP server's CPU (W11) for nothing: each time its one
+ * worker ran dry it spun 10 us before it went to epoll.
+ */
 static weft__task_t *steal_work(weft__worker_t *w)
 {
     if (!weft__idle_to_searching(w->s, w))
@@ -562,6 +602,8 @@ static weft__task_t *steal_work(weft__worker_t *w)
             return t;
         if (atomic_load_explicit(&w->s->stop, memory_order_relaxed))
             return NULL;
+        if (weft__idle_alone(&w->s->idle))
+            return NULL; /* nobody to steal from: park (see above) */
         now = weft__time_now_ns();
         if (round == 0)
             start = now;
@@ -718,9 +760,12 @@ void *weft__worker_main(void *arg)
         if (!t)
             t = steal_work(w);
         if (t) {
+            if (w->help_at)
+                help_check(w);
             run_task(w, t);
             continue;
         }
+        w->help_at = 0;
         park(w);
     }
     if (w->searching)

@@ -24,6 +24,7 @@ Test(config, defaults, .timeout = 10)
     cr_assert_null(cfg.on_thread_stop);
     cr_assert_null(cfg.hook_arg);
     cr_assert_eq(cfg.driver, WEFT_DRIVER_WORKERS);
+    cr_assert_eq(cfg.help_delay_ns, 0, "0 means WEFT_HELP_DELAY_DEFAULT_NS");
     unsigned n = weft_default_workers();
     cr_assert_geq(n, 1);
     cr_assert_leq(n, WEFT_MAX_WORKERS);
@@ -235,6 +236,26 @@ Test(config, driver_choice, .timeout = 30)
     cr_expect(named_ge("drvw-w0", 1) && named_ge("drvw-w1", 1));
     cr_expect_eq(threads_named("drvw-io"), 0);
     cr_assert_eq(wt_finish(rt), 0);
+}
+
+Test(config, help_delay_range, .timeout = 30)
+{
+    weft_config_t cfg;
+    weft_config_init(&cfg);
+    cfg.workers = 1;
+    weft_runtime_t *rt = (weft_runtime_t *)1;
+    int64_t bad[] = {-2, INT64_MIN, WEFT_HELP_DELAY_MAX_NS + 1, INT64_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cfg.help_delay_ns = bad[i];
+        cr_expect_eq(weft_runtime_new(&cfg, &rt), -EINVAL, "help_delay_ns %lld", (long long)bad[i]);
+        cr_expect_null(rt);
+    }
+    int64_t good[] = {WEFT_HELP_AT_ONCE, 0, 1, WEFT_HELP_DELAY_MAX_NS};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        cfg.help_delay_ns = good[i];
+        cr_assert_eq(weft_runtime_new(&cfg, &rt), 0, "help_delay_ns %lld", (long long)good[i]);
+        cr_assert_eq(wt_finish(rt), 0);
+    }
 }
 
 /* The name seen from inside a task, and weft_runtime_current there. */

@@ -1,0 +1,124 @@
+/*
+ * help.c - who runs a burst of tasks that one look at the poller woke
+ * (weft_config_t.help_delay_ns, docs/io.md "Help").
+ *
+ * BURST stackless tasks each wait for their own socket to become
+ * readable, then busy-run SPIN_NS and record the thread they ran on. With
+ * both workers parked, the test writes one byte to every socket at once.
+ * The parked worker that waits in the poller gets the events and keeps
+ * the tasks:
+ * - with the default delay (250 us) its queue still holds work after the
+ *   first 5 ms task, so a peer is woken and takes some: two threads ran;
+ * - with WEFT_HELP_AT_ONCE a peer is woken at once: two threads;
+ * - with a delay longer than the whole burst (1 s) nobody is woken: one
+ *   thread ran them all (the events that arrive while it runs wait for it
+ *   in the poller; its busy look comes every 61 picks, never here).
+ * With WEFT_TEST_DRIVER=thread the driver thread hands tasks to inboxes
+ * and they are shared at once, so the third case is skipped there.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/wt.h"
+
+#define WAIT_NS (10 * WT_SEC)
+#define BURST 8
+#define SPIN_NS (5 * WT_MS)
+
+TestSuite(help, .timeout = 60);
+
+typedef struct burst_task {
+    weft_io_wait_t wait;
+    bool waited;
+    pthread_t *ran_on;
+} burst_task_t;
+
+static weft_poll_t burst_poll(void *st, weft_cx_t *cx, int64_t *out)
+{
+    burst_task_t *b = st;
+    if (!b->waited) {
+        int64_t r;
+        if (weft_io_wait_vtable.poll(&b->wait, cx, &r) == WEFT_PENDING)
+            return WEFT_PENDING;
+        b->waited = true;
+        if (r < 0) {
+            *out = r;
+            return WEFT_READY;
+        }
+    }
+    wt_spin_ns(SPIN_NS);
+    *b->ran_on = pthread_self();
+    *out = 0;
+    return WEFT_READY;
+}
+
+static void burst_drop(void *st)
+{
+    burst_task_t *b = st;
+    if (!b->waited)
+        weft_io_wait_vtable.drop(&b->wait);
+}
+
+static const weft_future_vtable_t burst_vt = {burst_poll, burst_drop, "burst"};
+
+/* Runs the burst; returns how many distinct threads ran its tasks. */
+static int run_burst(int64_t help_delay_ns)
+{
+    weft_config_t cfg;
+    weft_config_init(&cfg);
+    cfg.workers = 2;
+    cfg.help_delay_ns = help_delay_ns;
+    weft_runtime_t *rt = wt_runtime_cfg(&cfg);
+    int sv[BURST][2];
+    weft_io_t io[BURST];
+    weft_task_t *h[BURST];
+    pthread_t ran_on[BURST];
+    for (int i = 0; i < BURST; i++) {
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv[i]), 0);
+        cr_assert_eq(weft_io_register(rt, sv[i][0], &io[i]), 0);
+        burst_task_t b = {.ran_on = &ran_on[i]};
+        cr_assert_eq(weft_io_wait_init(&b.wait, io[i], WEFT_IO_READABLE, WEFT_FOREVER), 0);
+        cr_assert_eq(weft_spawn(rt, &burst_vt, &b, sizeof b, &h[i]), 0);
+    }
+    wt_sleep_ns(20 * WT_MS); /* every task waits; both workers parked */
+    for (int i = 0; i < BURST; i++)
+        cr_assert_eq(write(sv[i][1], "x", 1), 1);
+    int distinct = 0;
+    for (int i = 0; i < BURST; i++) {
+        int64_t out = -1;
+        cr_assert_eq(weft_task_join_wait(h[i], weft_now() + WAIT_NS, &out), 0);
+        cr_assert_eq(out, 0);
+        bool seen = false;
+        for (int j = 0; j < i; j++)
+            seen = seen || pthread_equal(ran_on[j], ran_on[i]);
+        distinct += !seen;
+    }
+    for (int i = 0; i < BURST; i++) {
+        cr_expect_eq(weft_io_deregister(io[i]), 0);
+        close(sv[i][0]);
+        close(sv[i][1]);
+    }
+    cr_expect_eq(wt_finish(rt), 0);
+    return distinct;
+}
+
+Test(help, a_lasting_backlog_gets_a_peer)
+{
+    cr_expect_eq(run_burst(0), 2, "40 ms of work, a peer parked: it must be woken to help");
+}
+
+Test(help, at_once_wakes_a_peer)
+{
+    cr_expect_eq(run_burst(WEFT_HELP_AT_ONCE), 2);
+}
+
+Test(help, a_burst_shorter_than_the_delay_stays_on_one_worker)
+{
+    const char *drv = getenv("WEFT_TEST_DRIVER");
+    if (drv && strcmp(drv, "thread") == 0)
+        cr_skip_test("the driver thread shares every batch at once");
+    cr_expect_eq(run_burst(WEFT_HELP_DELAY_MAX_NS), 1,
+                 "40 ms of work against a 1 s delay: no peer should be woken");
+}
