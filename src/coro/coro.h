@@ -49,7 +49,7 @@
 #define WEFT__STACK_DEFAULT ((size_t)64 << 10)
 #define WEFT__STACK_HOT 16 /* pooled stacks per worker kept resident */
 #define WEFT__STACK_CACHE_DEFAULT 256
-#define WEFT__STACK_POOL_MAX 4096 /* stacks a pool holds between trims */
+#define WEFT__STACK_POOL_MAX 4096 /* resident stacks a pool holds between trims */
 
 /* The header at the top of every stack mapping (stack.c). */
 typedef struct weft__stack {
@@ -82,6 +82,8 @@ typedef struct weft__stack {
 typedef struct weft__stack_pool {
     weft__stack_t *hot, *cold; /* cold: pages given back */
     unsigned nhot, ncold, cold_max;
+    weft__stack_t *over; /* beyond WEFT__STACK_POOL_MAX hot: to go cold */
+    unsigned nover;      /* < WEFT__STACK_MAP_MAX between calls */
     size_t size;
     char *fresh;     /* the rest of the last batch: never used yet */
     unsigned nfresh; /* stacks left there */
@@ -97,7 +99,7 @@ weft__stack_t *weft__stack_get(size_t size);
 /* Back to the calling thread's pool, or unmapped. */
 void weft__stack_put(weft__stack_t *st);
 /* Owner, when idle: keep WEFT__STACK_HOT resident, give the pages of up to
- * cold_max more back, unmap the rest. */
+ * cold_max more back, unmap the rest (adjacent stacks in one call). */
 void weft__stack_pool_trim(weft__stack_pool_t *p);
 /* Mappings made and not yet unmapped, process-wide (tests, diagnostics). */
 int64_t weft__stack_mapped(void);

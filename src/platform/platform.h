@@ -96,6 +96,14 @@ void weft__stack_map_fallback(void);
 void weft__stack_unmap(void *p, size_t len);
 /* Give the pages of [p, p+len) back; they read as zero afterwards. */
 void weft__stack_discard(void *p, size_t len);
+/* The same for n ranges (n <= WEFT__STACK_MAP_MAX): one process_madvise
+ * where the kernel takes MADV_DONTNEED that way (Linux >= 6.13, which also
+ * flushes the TLBs once for all of them), else one madvise per range. */
+typedef struct weft__range {
+    void *p;
+    size_t len;
+} weft__range_t;
+void weft__stack_discard_many(const weft__range_t *r, unsigned n);
 
 /*
  * Give the calling thread an alternate signal stack (so a fault on an

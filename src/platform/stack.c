@@ -48,7 +48,7 @@ size_t weft__page_size(void)
 /* Whether the kernel takes this advice from process_madvise on ourselves:
  * 0 not yet known, 1 yes, -1 no (then it is not asked again). Relaxed: a
  * hint; two threads finding out at once both ask, harmlessly. */
-static _Atomic int vec_guard_ok, vec_populate_ok;
+static _Atomic int vec_guard_ok, vec_populate_ok, vec_dontneed_ok;
 
 /*
  * Apply `advice` to the n ranges in one system call. false if the kernel
@@ -98,6 +98,7 @@ void weft__stack_map_fallback(void)
 {
     atomic_store_explicit(&vec_guard_ok, -1, memory_order_relaxed);
     atomic_store_explicit(&vec_populate_ok, -1, memory_order_relaxed);
+    atomic_store_explicit(&vec_dontneed_ok, -1, memory_order_relaxed);
 }
 
 void *weft__stack_map(size_t len, size_t guard, unsigned n)
@@ -148,6 +149,21 @@ void weft__stack_discard(void *p, size_t len)
 {
     if (len)
         madvise(p, len, MADV_DONTNEED); /* advice: failure only keeps the pages */
+}
+
+void weft__stack_discard_many(const weft__range_t *r, unsigned n)
+{
+    struct iovec v[WEFT__STACK_MAP_MAX];
+    unsigned k = 0;
+    if (n > WEFT__STACK_MAP_MAX)
+        n = WEFT__STACK_MAP_MAX;
+    for (unsigned i = 0; i < n; i++)
+        if (r[i].len)
+            v[k++] = (struct iovec){r[i].p, r[i].len};
+    if (k == 0 || advise_all(v, k, MADV_DONTNEED, &vec_dontneed_ok))
+        return;
+    for (unsigned i = 0; i < k; i++)
+        (void)madvise(v[i].iov_base, v[i].iov_len, MADV_DONTNEED); /* advice */
 }
 
 /* ---- alternate signal stacks ------------------------------------------------ */

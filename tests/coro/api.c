@@ -8,6 +8,7 @@
 
 #include "common/wt.h"
 #include "coro/coro.h"
+#include "platform/platform.h"
 #include "sched/sched.h"
 
 #define WAIT_NS (10 * WT_SEC)
@@ -376,6 +377,76 @@ Test(coro_api, stacks_are_pooled_and_unmapped, .timeout = 60)
                   "trimmed stacks stay pooled up to the cache size");
     cr_assert_eq(wt_finish(rt), 0);
     cr_assert_eq(weft__stack_mapped(), before, "freeing the runtime unmaps its pools");
+}
+
+/*
+ * More coroutines at once than a pool holds resident (WEFT__STACK_POOL_MAX):
+ * the overflow goes cold in batches and stays mapped while the worker is
+ * busy, a second wave reuses those stacks (no new mappings), and the idle
+ * worker unmaps all but WEFT__STACK_HOT + the cache size. Run twice: with
+ * the batched page release and with the one-madvise-per-stack fallback.
+ */
+#define WAVE (WEFT__STACK_POOL_MAX + 3 * WEFT__STACK_MAP_MAX + 5)
+
+/* Keeps the only worker from parking (so from trimming) until stop. */
+static int busy_coro(void *arg)
+{
+    while (!atomic_load((_Atomic int *)arg))
+        if (weft_yield() != 0)
+            return -1;
+    return 0;
+}
+
+static void overflow_waves(void)
+{
+    int64_t before = weft__stack_mapped();
+    weft_runtime_t *rt = wt_runtime(1);
+    static weft_task_t *hs[WAVE];
+    static _Atomic int stop;
+    atomic_store(&stop, 0);
+    weft_task_t *busy;
+    cr_assert_eq(weft_spawn_coro(rt, busy_coro, &stop, NULL, &busy), 0);
+    int64_t peak = 0;
+    for (int wave = 0; wave < 2; wave++) {
+        go_t g = {0, 0};
+        for (int i = 0; i < WAVE; i++)
+            cr_assert_eq(weft_spawn_coro(rt, wait_go_coro, &g, NULL, &hs[i]), 0);
+        cr_assert(wt_wait_int_ge(&g.started, WAVE, 6 * WAIT_NS));
+        int64_t now = weft__stack_mapped() - before;
+        cr_assert_geq(now, WAVE + 1, "wave %d: one stack per live coroutine", wave);
+        if (wave == 0)
+            peak = now;
+        else
+            cr_assert_leq(now, peak, "the second wave reuses the first one's stacks");
+        atomic_store(&g.go, 1);
+        for (int i = 0; i < WAVE; i++) {
+            int64_t out = -1;
+            cr_assert_eq(weft_task_join_wait(hs[i], weft_now() + WAIT_NS, &out), 0);
+            cr_assert_eq(out, 0);
+        }
+        /* Nothing unmapped while the worker is busy: the overflow went
+         * cold (pages given back), still mapped. */
+        cr_assert_eq(weft__stack_mapped() - before, now, "wave %d: unmapped only when idle", wave);
+    }
+    atomic_store(&stop, 1);
+    cr_assert_eq(weft_task_join_wait(busy, weft_now() + WAIT_NS, NULL), 0);
+    int64_t bound = before + WEFT__STACK_HOT + WEFT__STACK_CACHE_DEFAULT;
+    cr_assert(wt_wait_until(stacks_at_most, &bound, WAIT_NS),
+              "an idle worker unmaps the overflow (%lld mapped)",
+              (long long)(weft__stack_mapped() - before));
+    cr_assert_eq(wt_finish(rt), 0);
+    cr_assert_eq(weft__stack_mapped(), before, "freeing the runtime unmaps its pools");
+}
+
+Test(coro_api, overflow_beyond_the_pool_goes_cold_and_is_reused, .timeout = 120)
+{
+    overflow_waves();
+}
+
+Test(coro_api, overflow_with_one_madvise_per_stack, .timeout = 120)
+{
+    weft__stack_map_fallback();
+    overflow_waves();
 }
 
 /* Records where its first frame sits within a page, then waits for go. */
