@@ -4,11 +4,22 @@
  * loop as a stackless future or a coroutine, READY, and a clean shutdown
  * on SIGTERM/SIGINT.
  *
- *   <prog> <workers> <port> [--coro|--stackless]
+ *   <prog> <workers> <port> [--coro|--coro-pinned|--stackless]
  *
  * Each accepted stream gets TCP_NODELAY and is handed to the program's
  * start(s, coro), which spawns the connection's task (a coroutine when
- * coro) and owns s from then on; if start fails, the stream is closed. On
+ * coro, through bench_spawn_conn_coro) and owns s from then on; if start
+ * fails, the stream is closed.
+ *
+ * --coro spawns the connection coroutines migratable (weft/coro.h,
+ * "Threads"): they hold no address of a thread-local across an await (no
+ * errno read after one; malloc and free only between awaits), so they may
+ * resume on whichever worker polled their socket, as stackless tasks and
+ * goroutines do. --coro-pinned keeps the default (a coroutine stays on the
+ * worker that first ran it): W10 at 2 workers costs ~15 us of CPU per
+ * request that way against ~9 migratable (docs/io.md, "Help"), since the
+ * worker that polls an event must hand every other worker's coroutine
+ * over and wake that worker. On
  * SIGTERM the runtime is shut down (every connection task is cancelled and
  * closes its stream), the listener closed, and the program exits 0.
  */
@@ -26,8 +37,20 @@
 
 typedef int (*bench_conn_start_t)(weft_tcp_stream_t *s, int coro);
 
+#define BENCH_CORO_MIGRATABLE 1 /* --coro */
+#define BENCH_CORO_PINNED 2     /* --coro-pinned */
+
+/* Spawn fn(s) as the connection's coroutine (detached), as `coro` says. */
+static inline int bench_spawn_conn_coro(int (*fn)(void *), weft_tcp_stream_t *s, int coro)
+{
+    weft_coro_opts_t o = WEFT_CORO_OPTS_INIT;
+    o.migratable = coro == BENCH_CORO_MIGRATABLE;
+    return weft_spawn_coro(weft_runtime_current(), fn, s, &o, NULL);
+}
+
 static const char *bench_server_prog;
 static bench_conn_start_t bench_server_start;
+static int bench_server_coro; /* BENCH_CORO_* for the accept coroutine's connections */
 
 static inline void bench_server_die(const char *what, int rc)
 {
@@ -93,7 +116,7 @@ static inline int bench_acceptor_coro(void *arg)
             fprintf(stderr, "accept: %s\n", weft_strerror(rc));
             return rc;
         }
-        bench_server_hand_off(s, 1);
+        bench_server_hand_off(s, bench_server_coro);
     }
 }
 
@@ -107,7 +130,9 @@ static inline int bench_server_main(int argc, char **argv, const char *prog,
     int coro = 0, npos = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--coro") == 0) {
-            coro = 1;
+            coro = BENCH_CORO_MIGRATABLE;
+        } else if (strcmp(argv[i], "--coro-pinned") == 0) {
+            coro = BENCH_CORO_PINNED;
         } else if (strcmp(argv[i], "--stackless") == 0) {
             coro = 0;
         } else {
@@ -126,7 +151,7 @@ static inline int bench_server_main(int argc, char **argv, const char *prog,
         }
     }
     if (port < 0) {
-        fprintf(stderr, "usage: %s <workers> <port> [--coro]\n", prog);
+        fprintf(stderr, "usage: %s <workers> <port> [--coro|--coro-pinned|--stackless]\n", prog);
         return 2;
     }
 
@@ -156,6 +181,7 @@ static inline int bench_server_main(int argc, char **argv, const char *prog,
         bench_server_die("listen", rc);
 
     if (coro) {
+        bench_server_coro = coro;
         rc = weft_spawn_coro(rt, bench_acceptor_coro, l, NULL, NULL);
     } else {
         bench_acceptor_t a = {l, false, NULL, {0}};

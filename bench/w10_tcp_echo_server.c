@@ -1,5 +1,5 @@
 /*
- * W10 tcp_echo server: `w10_tcp_echo_server <workers> <port> [--coro|--stackless]`.
+ * W10 tcp_echo server: `w10_tcp_echo_server <workers> <port> [--coro|--coro-pinned|--stackless]`.
  *
  * Listens on 127.0.0.1:<port> only, prints READY once listening, then
  * echoes every byte back on every connection until SIGTERM (or SIGINT):
@@ -9,8 +9,9 @@
  * peers/client/echo_client or bench/load_echo (see WORKLOADS.md); this
  * program prints no RESULT line.
  *
- * Default: stackless tasks (runtime label weft); --coro: coroutine tasks
- * (weft-coro). On SIGTERM: shut the runtime down (every connection task is
+ * Default: stackless tasks (runtime label weft); --coro: migratable
+ * coroutine tasks (weft-coro); --coro-pinned: pinned ones (server.h says
+ * why). On SIGTERM: shut the runtime down (every connection task is
  * cancelled and closes its stream), close the listener, exit 0.
  */
 #include <stdio.h>
@@ -101,7 +102,7 @@ static int echo_coro(void *arg)
 static int start(weft_tcp_stream_t *s, int coro)
 {
     if (coro)
-        return weft_spawn_coro(weft_runtime_current(), echo_coro, s, NULL, NULL);
+        return bench_spawn_conn_coro(echo_coro, s, coro);
     /* The task state holds the buffer: one allocation per connection. */
     static _Thread_local echo_conn_t init;
     init.s = s;

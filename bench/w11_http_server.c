@@ -1,5 +1,5 @@
 /*
- * W11 http_hello server: `w11_http_server <workers> <port> [--coro|--stackless]`.
+ * W11 http_hello server: `w11_http_server <workers> <port> [--coro|--coro-pinned|--stackless]`.
  *
  * A minimal HTTP/1.1 keep-alive responder on weft's TCP streams (no HTTP
  * library), the same program as peers/tokio/src/bin/w11_http_server.rs:
@@ -13,8 +13,9 @@
  * prints no RESULT line. Runs until SIGTERM (or SIGINT), then shuts down
  * cleanly.
  *
- * Default: stackless tasks (runtime label weft); --coro: coroutine tasks
- * (weft-coro).
+ * Default: stackless tasks (runtime label weft); --coro: migratable
+ * coroutine tasks (weft-coro); --coro-pinned: pinned ones (server.h says
+ * why).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,7 +195,7 @@ static int http_coro(void *arg)
 static int start(weft_tcp_stream_t *s, int coro)
 {
     if (coro)
-        return weft_spawn_coro(weft_runtime_current(), http_coro, s, NULL, NULL);
+        return bench_spawn_conn_coro(http_coro, s, coro);
     http_conn_t init = {.s = s}; /* buffers are allocated on the first poll */
     return weft_spawn(weft_runtime_current(), &http_vt, &init, sizeof init, NULL);
 }

@@ -33,7 +33,10 @@
  * function that is not inlined (likewise pthread_self(), which glibc
  * declares const). errno's value is preserved across every
  * await in both cases (the runtime saves it and restores it on the thread
- * that resumes the coroutine).
+ * that resumes the coroutine). Connection handlers of a server should be
+ * migratable where their code allows: a pinned one woken by another
+ * worker's poll costs a hand-over and a second thread wake-up (about 1.6x
+ * the CPU per request on W10; docs/coroutines.md, "Servers").
  *
  * Cancellation (weft_task_cancel, or runtime shutdown) is delivered at
  * awaits and is level-triggered: the await the coroutine is blocked in, and
