@@ -234,29 +234,46 @@ void weft__stack_pool_init(weft__stack_pool_t *p, size_t size, unsigned cold_max
     p->made = 0;
 }
 
-/* Prepend list (n stacks, tail its last) to *head. */
-static void splice(weft__stack_t **head, weft__stack_t *list, weft__stack_t *tail)
+/* Put list in front of *head. */
+static void prepend(weft__stack_t **head, weft__stack_t *list)
 {
-    if (list) {
-        tail->next = *head;
-        *head = list;
-    }
+    if (!list)
+        return;
+    weft__stack_t *tail = list;
+    while (tail->next)
+        tail = tail->next;
+    tail->next = *head;
+    *head = list;
 }
 
-static weft__stack_t *list_tail(weft__stack_t *st)
+/* Detach and return the first n stacks of *list (fewer if it is shorter). */
+static weft__stack_t *cut(weft__stack_t **list, unsigned n)
 {
-    while (st && st->next)
-        st = st->next;
-    return st;
+    if (n == 0)
+        return NULL;
+    weft__stack_t *head = *list, **link = list;
+    for (unsigned i = 0; i < n && *link; i++)
+        link = &(*link)->next;
+    weft__stack_t *rest = *link;
+    *link = NULL;
+    *list = rest;
+    return rest == head ? NULL : head;
+}
+
+static size_t count(const weft__stack_t *st)
+{
+    size_t n = 0;
+    for (; st; st = st->next)
+        n++;
+    return n;
 }
 
 void weft__stack_pool_destroy(weft__stack_pool_t *p)
 {
     weft__stack_t *all = p->cold;
-    size_t n = p->ncold + p->nhot + p->nover;
-    splice(&all, p->hot, list_tail(p->hot));
-    splice(&all, p->over, list_tail(p->over));
-    unmap_all(all, n);
+    prepend(&all, p->hot);
+    prepend(&all, p->over);
+    unmap_all(all, (size_t)p->ncold + p->nhot + p->nover);
     p->hot = p->cold = p->over = NULL;
     p->nhot = p->ncold = p->nover = 0;
     if (p->nfresh)
@@ -320,51 +337,29 @@ void weft__stack_put(weft__stack_t *st)
 
 void weft__stack_pool_trim(weft__stack_pool_t *p)
 {
-    /* Everything beyond the first WEFT__STACK_HOT hot stacks goes: the
-     * over list and the rest of the hot one, cold while there is room
-     * (given back WEFT__STACK_MAP_MAX at a time), the remainder and the
-     * cold stacks beyond cold_max unmapped together. */
-    weft__stack_t *keep_tail = p->hot;
-    for (unsigned i = 1; keep_tail && i < WEFT__STACK_HOT; i++)
-        keep_tail = keep_tail->next;
-    weft__stack_t *spare = NULL;
-    if (keep_tail && p->nhot > WEFT__STACK_HOT) {
-        spare = keep_tail->next;
-        keep_tail->next = NULL;
-    }
-    p->nhot = p->nhot > WEFT__STACK_HOT ? WEFT__STACK_HOT : p->nhot;
-    splice(&spare, p->over, list_tail(p->over));
+    /* Beyond the WEFT__STACK_HOT most recent hot stacks everything goes:
+     * the rest of the hot list and the over list turn cold while there is
+     * room (pages given back WEFT__STACK_MAP_MAX at a time), and what is
+     * left, with cold stacks beyond cold_max (overflow that went cold
+     * while the worker was busy; the newest are kept), is unmapped. */
+    weft__stack_t *keep = cut(&p->hot, WEFT__STACK_HOT);
+    weft__stack_t *spare = p->hot;
+    p->hot = keep;
+    p->nhot = p->nhot < WEFT__STACK_HOT ? p->nhot : WEFT__STACK_HOT;
+    prepend(&spare, p->over);
     p->over = NULL;
     p->nover = 0;
     while (spare && p->ncold < p->cold_max) {
-        weft__stack_t *chunk = spare, *last = spare;
-        unsigned n = 1;
-        while (n < WEFT__STACK_MAP_MAX && n < p->cold_max - p->ncold && last->next) {
-            last = last->next;
-            n++;
-        }
-        spare = last->next;
-        last->next = NULL;
-        go_cold(p, chunk);
+        unsigned room = p->cold_max - p->ncold;
+        go_cold(p, cut(&spare, room < WEFT__STACK_MAP_MAX ? room : WEFT__STACK_MAP_MAX));
     }
     if (p->ncold > p->cold_max) {
-        /* Overflow that went cold while the worker was busy: keep the
-         * newest cold_max (the head of the list). */
-        weft__stack_t *st = p->cold;
-        for (unsigned i = 1; i < p->cold_max; i++)
-            st = st->next;
-        weft__stack_t *extra = p->cold_max ? st->next : p->cold;
-        if (p->cold_max)
-            st->next = NULL;
-        else
-            p->cold = NULL;
-        splice(&spare, extra, list_tail(extra));
+        weft__stack_t *extra = p->cold;
+        p->cold = cut(&extra, p->cold_max);
         p->ncold = p->cold_max;
+        prepend(&spare, extra);
     }
-    size_t n = 0;
-    for (weft__stack_t *st = spare; st; st = st->next)
-        n++;
-    unmap_all(spare, n);
+    unmap_all(spare, count(spare));
 }
 
 /* ---- overflow report (async-signal-safe) -------------------------------------- */

@@ -94,11 +94,10 @@ void *weft__stack_map(size_t len, size_t guard, unsigned n);
  * guards) from now on, as on a kernel that refuses the others. */
 void weft__stack_map_fallback(void);
 void weft__stack_unmap(void *p, size_t len);
-/* Give the pages of [p, p+len) back; they read as zero afterwards. */
-void weft__stack_discard(void *p, size_t len);
-/* The same for n ranges (n <= WEFT__STACK_MAP_MAX): one process_madvise
- * where the kernel takes MADV_DONTNEED that way (Linux >= 6.13, which also
- * flushes the TLBs once for all of them), else one madvise per range. */
+/* Give the pages of n ranges (n <= WEFT__STACK_MAP_MAX) back; they read as
+ * zero afterwards. One process_madvise(MADV_DONTNEED) for all where the
+ * kernel takes it (Linux >= 6.13, which also flushes the TLBs once for
+ * all of them), else one madvise per range. */
 typedef struct weft__range {
     void *p;
     size_t len;

@@ -145,12 +145,6 @@ void weft__stack_unmap(void *p, size_t len)
         munmap(p, len);
 }
 
-void weft__stack_discard(void *p, size_t len)
-{
-    if (len)
-        madvise(p, len, MADV_DONTNEED); /* advice: failure only keeps the pages */
-}
-
 void weft__stack_discard_many(const weft__range_t *r, unsigned n)
 {
     struct iovec v[WEFT__STACK_MAP_MAX];
@@ -163,7 +157,8 @@ void weft__stack_discard_many(const weft__range_t *r, unsigned n)
     if (k == 0 || advise_all(v, k, MADV_DONTNEED, &vec_dontneed_ok))
         return;
     for (unsigned i = 0; i < k; i++)
-        (void)madvise(v[i].iov_base, v[i].iov_len, MADV_DONTNEED); /* advice */
+        (void)madvise(v[i].iov_base, v[i].iov_len,
+                      MADV_DONTNEED); /* advice: failure keeps the pages */
 }
 
 /* ---- alternate signal stacks ------------------------------------------------ */
