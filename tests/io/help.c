@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "common/wt.h"
+#include "runtime/runtime_internal.h"
+#include "sched/sched.h"
 
 #define WAIT_NS (10 * WT_SEC)
 #define BURST 8
@@ -63,6 +65,16 @@ static void burst_drop(void *st)
 
 static const weft_future_vtable_t burst_vt = {burst_poll, burst_drop, "burst"};
 
+/* Every worker of rt parked (a loaded machine may take a while). */
+static bool all_parked(void *arg)
+{
+    weft__sched_t *s = weft__runtime_sched(arg);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (!atomic_load(&s->workers[i].sleeping))
+            return false;
+    return true;
+}
+
 /* Runs the burst; returns how many distinct threads ran its tasks. */
 static int run_burst(int64_t help_delay_ns)
 {
@@ -82,7 +94,8 @@ static int run_burst(int64_t help_delay_ns)
         cr_assert_eq(weft_io_wait_init(&b.wait, io[i], WEFT_IO_READABLE, WEFT_FOREVER), 0);
         cr_assert_eq(weft_spawn(rt, &burst_vt, &b, sizeof b, &h[i]), 0);
     }
-    wt_sleep_ns(20 * WT_MS); /* every task waits; both workers parked */
+    wt_sleep_ns(20 * WT_MS); /* every task waits */
+    cr_assert(wt_wait_until(all_parked, rt, WAIT_NS), "both workers park");
     for (int i = 0; i < BURST; i++)
         cr_assert_eq(write(sv[i][1], "x", 1), 1);
     int distinct = 0;
