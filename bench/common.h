@@ -44,7 +44,9 @@ static inline bench_args_t bench_parse(int argc, char **argv, const char *prog)
 }
 
 /* WEFT_BENCH_DRIVER=thread runs the driver on a thread of its own
- * (weft_config_t.driver), to compare it with the default. */
+ * (weft_config_t.driver), WEFT_BENCH_HELP=at_once wakes a peer for every
+ * poller batch at once (weft_config_t.help_delay_ns), to compare them
+ * with the defaults. */
 static inline void bench_config(weft_config_t *cfg, unsigned workers)
 {
     weft_config_init(cfg);
@@ -52,6 +54,9 @@ static inline void bench_config(weft_config_t *cfg, unsigned workers)
     const char *d = getenv("WEFT_BENCH_DRIVER");
     if (d && strcmp(d, "thread") == 0)
         cfg->driver = WEFT_DRIVER_THREAD;
+    const char *h = getenv("WEFT_BENCH_HELP");
+    if (h && strcmp(h, "at_once") == 0)
+        cfg->help_delay_ns = WEFT_HELP_AT_ONCE;
 }
 
 static inline weft_runtime_t *bench_runtime(unsigned workers)
