@@ -45,8 +45,9 @@ static inline bench_args_t bench_parse(int argc, char **argv, const char *prog)
 
 /* WEFT_BENCH_DRIVER=thread runs the driver on a thread of its own
  * (weft_config_t.driver), WEFT_BENCH_HELP=at_once wakes a peer for every
- * poller batch at once (weft_config_t.help_delay_ns), to compare them
- * with the defaults. */
+ * poller batch at once (weft_config_t.help_delay_ns), WEFT_BENCH_PIN=1
+ * binds worker i to the i-th allowed CPU (weft_config_t.pin_workers), to
+ * compare them with the defaults. */
 static inline void bench_config(weft_config_t *cfg, unsigned workers)
 {
     weft_config_init(cfg);
@@ -57,6 +58,9 @@ static inline void bench_config(weft_config_t *cfg, unsigned workers)
     const char *h = getenv("WEFT_BENCH_HELP");
     if (h && strcmp(h, "at_once") == 0)
         cfg->help_delay_ns = WEFT_HELP_AT_ONCE;
+    const char *p = getenv("WEFT_BENCH_PIN");
+    if (p && strcmp(p, "1") == 0)
+        cfg->pin_workers = 1;
 }
 
 static inline weft_runtime_t *bench_runtime(unsigned workers)

@@ -72,6 +72,26 @@ typedef struct weft_config {
      * and they are shared at once whatever this says.
      */
     int64_t help_delay_ns;
+    /*
+     * CPU affinity of the workers. By default (pin_workers 0, cpus NULL)
+     * the kernel places them. pin_workers = 1: worker i is bound to the
+     * i-th CPU of the process's affinity mask (taken when the runtime is
+     * created), wrapping around if there are more workers than CPUs.
+     * cpus/ncpus: worker i is bound to cpus[i % ncpus]; every entry must
+     * be a CPU of the process's affinity mask. -EINVAL for both at once,
+     * ncpus without cpus or the reverse, or a CPU outside the mask. A
+     * binding that fails when the worker starts (the mask changed in
+     * between) leaves that worker unbound. Binding keeps a woken worker
+     * from waiting for the CPU of the worker that woke it, which some
+     * kernels do when they see no shared cache between CPUs (on our
+     * 2-vCPU VMs: 8 x 500 us of tasks woken by one poller round took
+     * ~4 ms unbound, ~2.2 bound; docs/scheduler.md, "Binding workers");
+     * it is the wrong choice when other busy processes share those CPUs.
+     * The driver thread (WEFT_DRIVER_THREAD) is never bound.
+     */
+    int pin_workers;
+    const unsigned *cpus;
+    unsigned ncpus;
 } weft_config_t;
 
 #define WEFT_DRIVER_WORKERS 0
@@ -92,7 +112,8 @@ unsigned weft_default_workers(void);
 /*
  * Create a runtime and start its threads. cfg may be NULL for defaults.
  * 0, -EINVAL (workers > WEFT_MAX_WORKERS, a stack_size or stack_cache out
- * of range, an unknown driver, a help_delay_ns out of range, NULL out), -ENOMEM, or the
+ * of range, an unknown driver, a help_delay_ns out of range, bad CPU
+ * bindings, NULL out), -ENOMEM, or the
  * negative errno of a failed thread creation (nothing is left running).
  */
 int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out);

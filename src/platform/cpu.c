@@ -1,7 +1,10 @@
 /*
- * cpu.c - how many CPUs this process may use.
+ * cpu.c - how many CPUs this process may use, which ones, and binding a
+ * thread to one.
  *
- * Owns: weft__cpu_count, which sizes the default worker pool.
+ * Owns: weft__cpu_count, which sizes the default worker pool;
+ * weft__cpu_allowed (the affinity mask as a list) and weft__thread_pin,
+ * for weft_config_t.pin_workers / cpus.
  *
  * The answer is the number of CPUs in the affinity mask (taskset, cpusets),
  * lowered to ceil(quota / period) when a cgroup CPU bandwidth limit applies
@@ -13,7 +16,7 @@
  * and the tightest limit wins; this also finds the limit inside a container
  * whose /proc/self/cgroup names a path that is not visible in its mount.
  *
- * Invariants: never fails and never returns 0; a missing or unreadable file
+ * Invariants (weft__cpu_count): never fails and never returns 0; a missing or unreadable file
  * means "no limit from there". Called rarely (runtime creation), so it reads
  * files with stdio and does not cache. errno is preserved.
  */
@@ -53,6 +56,50 @@ static unsigned affinity_count(void)
     }
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     return online > 0 ? (unsigned)online : 1;
+}
+
+int weft__cpu_allowed(unsigned **cpus, unsigned *n)
+{
+    for (int max = CPU_SETSIZE; max <= (1 << 16); max *= 2) {
+        size_t size = CPU_ALLOC_SIZE(max);
+        cpu_set_t *set = CPU_ALLOC(max);
+        if (set == NULL)
+            return -ENOMEM;
+        if (sched_getaffinity(0, size, set) != 0) {
+            int e = errno;
+            CPU_FREE(set);
+            if (e == EINVAL)
+                continue; /* more CPUs than the mask holds: grow it */
+            return -e;
+        }
+        unsigned count = (unsigned)CPU_COUNT_S(size, set), k = 0;
+        unsigned *v = malloc((count ? count : 1) * sizeof *v);
+        if (v == NULL) {
+            CPU_FREE(set);
+            return -ENOMEM;
+        }
+        for (int c = 0; c < max && k < count; c++)
+            if (CPU_ISSET_S(c, size, set))
+                v[k++] = (unsigned)c;
+        CPU_FREE(set);
+        *cpus = v;
+        *n = k;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int weft__thread_pin(unsigned cpu)
+{
+    size_t size = CPU_ALLOC_SIZE(cpu + 1);
+    cpu_set_t *set = CPU_ALLOC(cpu + 1);
+    if (set == NULL)
+        return -ENOMEM;
+    CPU_ZERO_S(size, set);
+    CPU_SET_S(cpu, size, set);
+    int rc = pthread_setaffinity_np(pthread_self(), size, set);
+    CPU_FREE(set);
+    return -rc;
 }
 
 /* ceil(quota / period) as a CPU count; 0 for "no limit". */

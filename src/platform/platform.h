@@ -157,6 +157,11 @@ void weft__eventfd_signal(int fd);
 void weft__eventfd_drain(int fd);
 /* close(2); never retried on EINTR. 0 or -errno. */
 int weft__fd_close(int fd);
+/* The CPUs this process may run on (its affinity mask), ascending, in a
+ * malloc'd array the caller frees. 0, -ENOMEM or -errno. */
+int weft__cpu_allowed(unsigned **cpus, unsigned *n);
+/* Bind the calling thread to one CPU. 0 or -errno. */
+int weft__thread_pin(unsigned cpu);
 /* The calling thread's timer slack (prctl PR_SET_TIMERSLACK). 0 or -errno. */
 int weft__thread_timer_slack(uint64_t ns);
 /* Timer slack of every thread that waits in the poller (the driver thread,

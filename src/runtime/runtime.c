@@ -53,6 +53,44 @@ int weft_config_init(weft_config_t *cfg)
     return 0;
 }
 
+/* The CPUs the workers bind to (weft_config_t.pin_workers / cpus): a
+ * malloc'd list in *cpus, or none (NULL, 0). 0, -EINVAL or -ENOMEM. */
+static int worker_cpus(const weft_config_t *cfg, unsigned **cpus, unsigned *ncpus)
+{
+    *cpus = NULL;
+    *ncpus = 0;
+    if (!cfg->pin_workers && !cfg->cpus && !cfg->ncpus)
+        return 0;
+    if ((cfg->pin_workers != 0 && cfg->pin_workers != 1) || (cfg->pin_workers && cfg->cpus) ||
+        !cfg->cpus != !cfg->ncpus)
+        return -EINVAL;
+    unsigned *allowed, nallowed;
+    int rc = weft__cpu_allowed(&allowed, &nallowed);
+    if (rc != 0)
+        return rc;
+    if (cfg->pin_workers) {
+        *cpus = allowed;
+        *ncpus = nallowed;
+        return nallowed ? 0 : -EINVAL;
+    }
+    for (unsigned i = 0; i < cfg->ncpus; i++) {
+        bool found = false;
+        for (unsigned j = 0; j < nallowed && !found; j++)
+            found = allowed[j] == cfg->cpus[i];
+        if (!found) {
+            free(allowed);
+            return -EINVAL;
+        }
+    }
+    free(allowed);
+    *cpus = malloc(cfg->ncpus * sizeof **cpus);
+    if (!*cpus)
+        return -ENOMEM;
+    memcpy(*cpus, cfg->cpus, cfg->ncpus * sizeof **cpus);
+    *ncpus = cfg->ncpus;
+    return 0;
+}
+
 int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out)
 {
     if (!out)
@@ -74,6 +112,10 @@ int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out)
     if ((cfg->help_delay_ns < 0 && cfg->help_delay_ns != WEFT_HELP_AT_ONCE) ||
         cfg->help_delay_ns > WEFT_HELP_DELAY_MAX_NS)
         return -EINVAL;
+    unsigned *cpus = NULL, ncpus = 0;
+    int rc = worker_cpus(cfg, &cpus, &ncpus);
+    if (rc != 0)
+        return rc;
     weft__sched_config_t sc = {
         .workers = cfg->workers ? cfg->workers : weft_default_workers(),
         .thread_name = cfg->thread_name && cfg->thread_name[0] ? cfg->thread_name : "weft",
@@ -85,12 +127,17 @@ int weft_runtime_new(const weft_config_t *cfg, weft_runtime_t **out)
         .help_delay = cfg->help_delay_ns == WEFT_HELP_AT_ONCE ? 0
                       : cfg->help_delay_ns                    ? cfg->help_delay_ns
                                                               : WEFT_HELP_DELAY_DEFAULT_NS,
+        .cpus = cpus,
+        .ncpus = ncpus,
     };
     weft_runtime_t *rt = calloc(1, sizeof *rt);
-    if (!rt)
+    if (!rt) {
+        free(cpus);
         return -ENOMEM;
+    }
     pthread_mutex_init(&rt->lock, NULL);
-    int rc = weft__sched_new(&sc, rt, &rt->sched);
+    rc = weft__sched_new(&sc, rt, &rt->sched);
+    free(cpus); /* the scheduler copied what it needs */
     if (rc == 0 &&
         (rc = weft__driver_new(rt->sched, cfg->driver == WEFT_DRIVER_THREAD, &rt->driver)) != 0)
         weft__sched_free(rt->sched);

@@ -30,6 +30,8 @@ int weft__sched_new(const weft__sched_config_t *cfg, void *user, weft__sched_t *
     memset(s, 0, sizeof *s);
     s->base.ops = &weft__sched_ops;
     s->cfg = *cfg;
+    s->cfg.cpus = NULL; /* the caller's array: read below, not kept */
+    s->cfg.ncpus = 0;
     s->user = user;
     s->nworkers = cfg->workers;
     snprintf(s->name, sizeof s->name, "%s", cfg->thread_name ? cfg->thread_name : "weft");
@@ -49,6 +51,7 @@ int weft__sched_new(const weft__sched_config_t *cfg, void *user, weft__sched_t *
         w->s = s;
         w->index = i;
         w->rng = 0x9e3779b9u * (i + 1);
+        w->cpu = cfg->ncpus ? (int)cfg->cpus[i % cfg->ncpus] : -1;
         ck_stack_init(&w->inbox);
         ck_ec32_init(&w->ec, 0);
         atomic_init(&w->sleeping, false);

@@ -60,6 +60,9 @@
 #define WEFT__SPIN_NS 10000
 #endif
 #define WEFT__STEAL_SINGLE_NS 5000 /* then also steal a peer's lone task */
+/* Poller-batch tasks that run this long on average make a worker hand the
+ * poller to a parked peer as it leaves it (worker.c, "Help"). */
+#define WEFT__LONG_TASK_NS 100000
 /* A parked worker trims its coroutine stack pool after this long (worker.c). */
 #define WEFT__TRIM_DELAY_NS 50000000
 /* A worker with more runnable pinned coroutines than a peer by more than
@@ -97,8 +100,13 @@ typedef struct weft__worker {
     /* When a poller batch this worker kept has waited long enough for a
      * peer to be woken to share it (worker.c, "Help"); 0: none pending. */
     int64_t help_at;
+    /* The poller batches it is running: since when (0: none) and how many
+     * tasks; and the average run time of such a task (worker.c, "Help"). */
+    int64_t batch_at, task_ns;
+    uint32_t batch_n;
     uint32_t tick;
     uint32_t rng;
+    int cpu; /* the CPU it binds itself to when it starts, or -1 */
     bool searching;
     int budget;
     weft__task_t *cache[WEFT__CACHE_CLASSES];
@@ -148,6 +156,8 @@ typedef struct weft__sched_config {
     size_t stack_size;    /* default coroutine stack size */
     unsigned stack_cache; /* pooled stacks per worker beyond the hot ones */
     int64_t help_delay;   /* ns a poller batch runs alone before a peer is woken; 0: at once */
+    const unsigned *cpus; /* worker i binds to cpus[i % ncpus]; NULL: unbound */
+    unsigned ncpus;
 } weft__sched_config_t;
 
 typedef struct weft__sched {

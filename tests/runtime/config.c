@@ -6,6 +6,8 @@
 #include <criterion/criterion.h>
 
 #include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "common/wt.h"
@@ -25,6 +27,9 @@ Test(config, defaults, .timeout = 10)
     cr_assert_null(cfg.hook_arg);
     cr_assert_eq(cfg.driver, WEFT_DRIVER_WORKERS);
     cr_assert_eq(cfg.help_delay_ns, 0, "0 means WEFT_HELP_DELAY_DEFAULT_NS");
+    cr_assert_eq(cfg.pin_workers, 0, "workers are not bound by default");
+    cr_assert_null(cfg.cpus);
+    cr_assert_eq(cfg.ncpus, 0);
     unsigned n = weft_default_workers();
     cr_assert_geq(n, 1);
     cr_assert_leq(n, WEFT_MAX_WORKERS);
@@ -255,6 +260,109 @@ Test(config, help_delay_range, .timeout = 30)
         cfg.help_delay_ns = good[i];
         cr_assert_eq(weft_runtime_new(&cfg, &rt), 0, "help_delay_ns %lld", (long long)good[i]);
         cr_assert_eq(wt_finish(rt), 0);
+    }
+}
+
+/* Which CPUs each worker may run on, as its on_thread_start hook saw. */
+#define PIN_WORKERS 3
+typedef struct pin_seen {
+    _Atomic int started;
+    int ncpu[PIN_WORKERS];  /* CPUs in the worker's mask */
+    int first[PIN_WORKERS]; /* the lowest of them */
+} pin_seen_t;
+
+static void pin_hook(unsigned index, void *arg)
+{
+    pin_seen_t *p = arg;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (index < PIN_WORKERS && pthread_getaffinity_np(pthread_self(), sizeof set, &set) == 0) {
+        p->ncpu[index] = CPU_COUNT(&set);
+        for (int c = 0; c < CPU_SETSIZE; c++)
+            if (CPU_ISSET(c, &set)) {
+                p->first[index] = c;
+                break;
+            }
+    }
+    atomic_fetch_add(&p->started, 1);
+}
+
+/* The process's CPUs, ascending (at most CPU_SETSIZE). */
+static int allowed_cpus(unsigned *out)
+{
+    cpu_set_t set;
+    cr_assert_eq(sched_getaffinity(0, sizeof set, &set), 0);
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set))
+            out[n++] = (unsigned)c;
+    return n;
+}
+
+static void check_pins(weft_config_t *cfg, const unsigned *want, unsigned nwant)
+{
+    static pin_seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    cfg->workers = PIN_WORKERS;
+    cfg->on_thread_start = pin_hook;
+    cfg->hook_arg = &seen;
+    weft_runtime_t *rt;
+    cr_assert_eq(weft_runtime_new(cfg, &rt), 0);
+    cr_assert(wt_wait_int_ge(&seen.started, PIN_WORKERS, WAIT_NS));
+    for (unsigned i = 0; i < PIN_WORKERS; i++) {
+        cr_expect_eq(seen.ncpu[i], 1, "worker %u is bound to one CPU", i);
+        cr_expect_eq(seen.first[i], (int)want[i % nwant], "worker %u on CPU %u", i,
+                     want[i % nwant]);
+    }
+    cr_assert_eq(wt_finish(rt), 0);
+}
+
+Test(config, pin_workers_binds_worker_i_to_the_ith_cpu, .timeout = 30)
+{
+    static unsigned cpus[CPU_SETSIZE];
+    int n = allowed_cpus(cpus);
+    weft_config_t cfg;
+    weft_config_init(&cfg);
+    cfg.pin_workers = 1;
+    check_pins(&cfg, cpus, (unsigned)n); /* 3 workers: wraps on 2 CPUs */
+    /* An explicit list: every worker on the last allowed CPU. */
+    weft_config_init(&cfg);
+    unsigned last = cpus[n - 1];
+    cfg.cpus = &last;
+    cfg.ncpus = 1;
+    check_pins(&cfg, &last, 1);
+}
+
+Test(config, bad_cpu_bindings, .timeout = 30)
+{
+    static unsigned cpus[CPU_SETSIZE];
+    int n = allowed_cpus(cpus);
+    unsigned outside = CPU_SETSIZE + 5;
+    for (unsigned c = 0; c < CPU_SETSIZE; c++) {
+        bool in = false;
+        for (int i = 0; i < n; i++)
+            in = in || cpus[i] == c;
+        if (!in) {
+            outside = c;
+            break;
+        }
+    }
+    struct {
+        int pin;
+        const unsigned *cpus;
+        unsigned ncpus;
+    } bad[] = {{2, NULL, 0}, {-1, NULL, 0}, {1, cpus, 1},
+               {0, NULL, 1}, {0, cpus, 0},  {0, &outside, 1}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        weft_config_t cfg;
+        weft_config_init(&cfg);
+        cfg.workers = 1;
+        cfg.pin_workers = bad[i].pin;
+        cfg.cpus = bad[i].cpus;
+        cfg.ncpus = bad[i].ncpus;
+        weft_runtime_t *rt = (weft_runtime_t *)1;
+        cr_expect_eq(weft_runtime_new(&cfg, &rt), -EINVAL, "case %zu", i);
+        cr_expect_null(rt);
     }
 }
 
