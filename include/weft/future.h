@@ -146,7 +146,10 @@ typedef struct weft_atomic_waker {
 #define WEFT_ATOMIC_WAKER_INIT {0, {NULL, NULL}}
 // clang-format on
 void weft_atomic_waker_init(weft_atomic_waker_t *aw);
-/* Store a clone of *w (dropping any older waker). 0 or -EINVAL. */
+/* Store a clone of *w (dropping any older waker). If the slot is busy at
+ * that instant (being woken, or registered by a second registrant), *w is
+ * woken at once instead of stored: a spurious wake, never a lost one.
+ * 0 or -EINVAL. */
 int weft_atomic_waker_register(weft_atomic_waker_t *aw, const weft_waker_t *w);
 /* Wake and remove the stored waker, if any. 0 or -EINVAL. */
 int weft_atomic_waker_wake(weft_atomic_waker_t *aw);

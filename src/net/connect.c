@@ -108,6 +108,18 @@ static int connect_start(weft_tcp_connect_t *f)
     return c == -EINPROGRESS ? WEFT_PENDING : 0;
 }
 
+/* How the connection attempt on s stands: 0 (connected), its error, or
+ * -ENOTCONN (still in progress). */
+static int connect_outcome(weft_tcp_stream_t *s)
+{
+    int err = weft__sock_error(s->fd);
+    if (err != 0)
+        return err;
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof peer;
+    return weft__sock_name(s->fd, true, &peer, &plen);
+}
+
 static weft_poll_t connect_poll(void *state, weft_cx_t *cx, int64_t *out)
 {
     weft_tcp_connect_t *f = state;
@@ -131,12 +143,7 @@ static weft_poll_t connect_poll(void *state, weft_cx_t *cx, int64_t *out)
             return connect_ready(f, out, snap);
         if (snap == 0)
             break; /* the waker is registered */
-        int err = weft__sock_error(s->fd);
-        if (err != 0)
-            return connect_ready(f, out, err);
-        struct sockaddr_storage peer;
-        socklen_t plen = sizeof peer;
-        err = weft__sock_name(s->fd, true, &peer, &plen);
+        int err = connect_outcome(s);
         if (err != -ENOTCONN)
             return connect_ready(f, out, err);
         weft_io_clear(s->io, snap); /* not connected yet: wait for the next event */
@@ -148,7 +155,12 @@ static weft_poll_t connect_poll(void *state, weft_cx_t *cx, int64_t *out)
         f->armed_ = true;
         return WEFT_PENDING;
     }
-    return connect_ready(f, out, t == WEFT_READY ? -ETIMEDOUT : t);
+    if (t != WEFT_READY)
+        return connect_ready(f, out, t);
+    /* The deadline passed: look once more whatever the driver has reported
+     * (net.h: -ETIMEDOUT only if the connection would have had to wait). */
+    int err = connect_outcome(s);
+    return connect_ready(f, out, err == -ENOTCONN ? -ETIMEDOUT : err);
 }
 
 const weft_future_vtable_t weft_tcp_connect_vtable = {connect_poll, connect_drop, "tcp_connect"};

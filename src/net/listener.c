@@ -364,6 +364,11 @@ static weft_poll_t accept_poll(void *state, weft_cx_t *cx, int64_t *out)
     /* After a back-off this still says ready: exhaustion never clears it
      * (the connection that could not be taken is still queued). */
     int snap = weft_io_ready(l->io, WEFT_IO_READABLE);
+    /* At the deadline one accept is made whatever the snapshot says (the
+     * driver may not have reported the queued connection yet; net.h: a
+     * passed deadline means one attempt). Its snapshot is made up and
+     * clears nothing. */
+    bool last = false;
     for (int round = 0; round < ACCEPT_ROUNDS_MAX; round++) {
         if (snap < 0)
             return accept_ready(f, out, snap);
@@ -378,7 +383,10 @@ static weft_poll_t accept_poll(void *state, weft_cx_t *cx, int64_t *out)
                 f->armed_ = true;
                 return WEFT_PENDING;
             }
-            return accept_ready(f, out, t == WEFT_READY ? -ETIMEDOUT : t);
+            if (t != WEFT_READY)
+                return accept_ready(f, out, t);
+            last = true;
+            snap = (int)WEFT_IO_READABLE;
         }
         socklen_t plen = sizeof(struct sockaddr_storage);
         int fd = weft__sock_accept(l->fd, f->peer_, f->peer_ ? &plen : NULL);
@@ -396,6 +404,8 @@ static weft_poll_t accept_poll(void *state, weft_cx_t *cx, int64_t *out)
             }
         }
         if (fd == -EAGAIN) {
+            if (last)
+                return accept_ready(f, out, -ETIMEDOUT);
             weft_io_clear(l->io, snap);
             snap = 0;
         } else if (is_exhaustion(fd)) {

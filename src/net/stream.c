@@ -12,15 +12,15 @@
  *   and *done_out_ before returning (read_exact / write_all). So a future
  *   dropped while pending has moved exactly done_ bytes (0 for read/write).
  * - The syscall is made only when the driver's readiness snapshot says the
- *   direction is ready; EAGAIN clears that snapshot (weft_io_clear) before
- *   the future waits. A short transfer (fewer bytes than asked) clears it
- *   at once too, saving the EAGAIN call that would follow (as Tokio does):
- *   a short write means the send buffer filled, a short read that the
- *   receive queue drained. A newer event (data or an error that arrives
- *   meanwhile) moved the tick, so weft_io_clear keeps it. A short read with
- *   WEFT_IO_HUP in the snapshot does not clear: the end of stream or reset
- *   came with the same event as the last data, and the next read must see
- *   it.
+ *   direction is ready, or once at the deadline (xfer_step); EAGAIN clears
+ *   that snapshot (weft_io_clear) before the future waits. A short
+ *   transfer (fewer bytes than asked) clears it at once too, saving the
+ *   EAGAIN call that would follow (as Tokio does): a short write means the
+ *   send buffer filled, a short read that the receive queue drained. A
+ *   newer event (data or an error that arrives meanwhile) moved the tick,
+ *   so weft_io_clear keeps it. A short read with WEFT_IO_HUP in the
+ *   snapshot does not clear: the end of stream or reset came with the same
+ *   event as the last data, and the next read must see it.
  * - timer_ is armed only while the future waits with a deadline (armed_);
  *   it is disarmed when the future completes and in its drop, so the timer
  *   wheel never points into freed state.
@@ -98,10 +98,14 @@ int weft_tcp_stream_from_fd(weft_runtime_t *rt, int fd, weft_tcp_stream_t **out)
     rt = weft__net_runtime(rt);
     if (!rt || fd < 0)
         return -EINVAL;
-    int rc = weft__sock_adopt(fd);
+    weft__sock_flags_t was;
+    int rc = weft__sock_adopt(fd, &was);
     if (rc != 0)
         return rc;
-    return weft__tcp_stream_new(rt, fd, out);
+    rc = weft__tcp_stream_new(rt, fd, out);
+    if (rc != 0)
+        weft__sock_unadopt(fd, &was); /* the caller's fd, as it was */
+    return rc;
 }
 
 int weft_tcp_close(weft_tcp_stream_t *s)
@@ -301,6 +305,13 @@ static weft_poll_t xfer_ready(weft_tcp_xfer_t *f, int64_t *out, int64_t v)
  * direction dir: bytes moved (> 0), 0 (end of stream), a negative errno
  * (-ETIMEDOUT at the deadline), or XFER_PENDING after arranging for cx's
  * task to be woken by readiness or by the deadline.
+ *
+ * At the deadline the call is made once more whatever the snapshot says
+ * (`last`): the driver may not have reported an event yet (a fresh
+ * stream, or a busy runtime whose poller has not run), and net.h promises
+ * that a passed deadline means one attempt, -ETIMEDOUT only if it would
+ * have had to wait. That attempt's snapshot is made up, so it clears
+ * nothing.
  */
 static int64_t xfer_step(weft_tcp_xfer_t *f, unsigned dir, weft_cx_t *cx)
 {
@@ -310,6 +321,7 @@ static int64_t xfer_step(weft_tcp_xfer_t *f, unsigned dir, weft_cx_t *cx)
     if (n > IO_MAX)
         n = IO_MAX;
     int snap = weft_io_ready(s->io, dir);
+    bool last = false;
     for (int round = 0; round < SPURIOUS_MAX; round++) {
         if (snap < 0)
             return snap;
@@ -319,11 +331,13 @@ static int64_t xfer_step(weft_tcp_xfer_t *f, unsigned dir, weft_cx_t *cx)
             if (r != -EAGAIN) {
                 /* Short transfer: the buffer filled (write) or drained
                  * (read, unless a hang-up is pending): see the top. */
-                if (r > 0 && (size_t)r < n &&
+                if (r > 0 && (size_t)r < n && !last &&
                     (dir == WEFT_IO_WRITABLE || !(snap & (int)WEFT_IO_HUP)))
                     weft_io_clear(s->io, snap);
                 return r;
             }
+            if (last)
+                return -ETIMEDOUT;
             weft_io_clear(s->io, snap);
         }
         snap = weft_io_poll_ready(s->io, dir, cx);
@@ -336,7 +350,10 @@ static int64_t xfer_step(weft_tcp_xfer_t *f, unsigned dir, weft_cx_t *cx)
             f->armed_ = true;
             return XFER_PENDING;
         }
-        return t == WEFT_READY ? -ETIMEDOUT : t;
+        if (t != WEFT_READY)
+            return t;
+        last = true;
+        snap = (int)dir;
     }
     weft_waker_wake_by_ref(weft_cx_waker(cx)); /* yield, then try again */
     return XFER_PENDING;

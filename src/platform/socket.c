@@ -36,12 +36,13 @@ int weft__sock_open(int family)
     return rc;
 }
 
-int weft__sock_adopt(int fd)
+int weft__sock_adopt(int fd, weft__sock_flags_t *was)
 {
     SAVE_ERRNO;
     int rc = 0;
     int type = 0;
     socklen_t len = sizeof type;
+    was->fl = was->fdfl = -1;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
         rc = -errno;
         goto out;
@@ -55,12 +56,28 @@ int weft__sock_adopt(int fd)
         rc = -errno;
         goto out;
     }
+    was->fl = fl;
     int fdfl = fcntl(fd, F_GETFD);
-    if (fdfl < 0 || (!(fdfl & FD_CLOEXEC) && fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) != 0))
+    if (fdfl < 0 || (!(fdfl & FD_CLOEXEC) && fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) != 0)) {
         rc = -errno;
+        weft__sock_unadopt(fd, was);
+        was->fl = -1;
+        goto out;
+    }
+    was->fdfl = fdfl;
 out:
     RESTORE_ERRNO;
     return rc;
+}
+
+void weft__sock_unadopt(int fd, const weft__sock_flags_t *was)
+{
+    SAVE_ERRNO;
+    if (was->fl >= 0 && !(was->fl & O_NONBLOCK))
+        (void)fcntl(fd, F_SETFL, was->fl);
+    if (was->fdfl >= 0 && !(was->fdfl & FD_CLOEXEC))
+        (void)fcntl(fd, F_SETFD, was->fdfl);
+    RESTORE_ERRNO;
 }
 
 int weft__sock_bind(int fd, const struct sockaddr *addr, socklen_t len)

@@ -23,12 +23,21 @@
 /* A new TCP socket of family AF_INET or AF_INET6: its fd, or -errno. */
 int weft__sock_open(int family);
 
+/* The flags weft__sock_adopt found on an fd, to put back if adoption fails
+ * later. */
+typedef struct weft__sock_flags {
+    int fl, fdfl;
+} weft__sock_flags_t;
+
 /*
  * Make fd (owned by the caller) usable by weft: it must be a SOCK_STREAM
- * socket; O_NONBLOCK and FD_CLOEXEC are set. 0, -EBADF (not open),
- * -ENOTSOCK, -EPROTOTYPE (not a stream socket), or another -errno.
+ * socket; O_NONBLOCK and FD_CLOEXEC are set, and *was gets the flags it had
+ * (on failure they are already restored). 0, -EBADF (not open), -ENOTSOCK,
+ * -EPROTOTYPE (not a stream socket), or another -errno.
  */
-int weft__sock_adopt(int fd);
+int weft__sock_adopt(int fd, weft__sock_flags_t *was);
+/* Put back the flags weft__sock_adopt changed (best effort). */
+void weft__sock_unadopt(int fd, const weft__sock_flags_t *was);
 
 int weft__sock_bind(int fd, const struct sockaddr *addr, socklen_t len);
 int weft__sock_listen(int fd, int backlog);

@@ -7,6 +7,8 @@
  *  - Only the thread that set WAKING while the state was WAITING takes it.
  *  - A wake during a registration sets WAKING; the registrant sees it when
  *    it tries to return to WAITING and wakes the new waker itself.
+ *  - A registration that finds the slot busy (WAKING or REGISTERING) stores
+ *    nothing and wakes its own waker instead: never a lost wake-up.
  */
 #include "task/task.h"
 
@@ -47,11 +49,13 @@ int weft__atomic_waker_swap(weft_atomic_waker_t *aw, const weft_waker_t *w, weft
         }
         return 0;
     }
-    if (cur & WAKING) {
-        /* Someone is waking the old waker right now: wake ours too. */
-        weft_waker_wake_by_ref(w);
-    }
-    /* REGISTERING alone: concurrent registration is a caller bug; ignore. */
+    /* WAKING: someone is waking the old waker right now. REGISTERING:
+     * another registrant holds the slot (two consumers, which the API
+     * forbids, but which a slot reused under a handle gone stale produces:
+     * io/source.c). Either way ours is not stored, so wake it: a spurious
+     * wake makes its task poll and register again; dropping it could leave
+     * the task asleep for good. */
+    weft_waker_wake_by_ref(w);
     return 0;
 }
 

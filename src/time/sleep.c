@@ -83,8 +83,12 @@ static int64_t next_tick(const weft_interval_t *iv, int64_t tick, int64_t now)
     switch (iv->policy_) {
     case WEFT_MISSED_DELAY:
         return sat_add(now, iv->period_);
-    case WEFT_MISSED_SKIP: /* the first point of tick + k * period after now */
-        return sat_add(now - (now - tick) % iv->period_, iv->period_);
+    case WEFT_MISSED_SKIP: { /* the first point of tick + k * period after now */
+        /* Unsigned: now - tick overflows int64 for a start near INT64_MIN,
+         * and now >= next > tick keeps the true difference positive. */
+        uint64_t behind = (uint64_t)now - (uint64_t)tick;
+        return sat_add(now - (int64_t)(behind % (uint64_t)iv->period_), iv->period_);
+    }
     case WEFT_MISSED_BURST:
     default:
         return next;

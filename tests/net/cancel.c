@@ -4,13 +4,16 @@
  * data), a cancelled write_all reports in *done what went out (the rest,
  * written afterwards, arrives exactly once, in order), a cancelled or timed
  * out accept took no connection, a read that timed out leaves the stream
- * working, a stackless task cancelled mid-read drops its future cleanly.
+ * working, a passed deadline still makes one attempt before any event has
+ * been reported, a stackless task cancelled mid-read drops its future
+ * cleanly.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 
 #include "net/net.h"
 #include "net/nt.h"
+#include "common/suspended.h"
 
 #define WAIT_NS (20 * WT_SEC)
 
@@ -94,7 +97,7 @@ Test(net_cancel, read_cancelled_takes_nothing, .timeout = 60)
     weft_task_t *h;
     cr_assert_eq(weft_spawn_coro(rt, cancel_reader, &o, NULL, &h), 0);
     cr_assert(wt_wait_until(held, d.b, WAIT_NS));
-    wt_sleep_ns(20 * WT_MS);
+    wt_wait_suspended(h);
     cr_expect_eq(weft_task_cancel(h), 0);
     cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), -ECANCELED);
     cr_expect_eq(atomic_load(&o.rc), -ECANCELED);
@@ -180,7 +183,7 @@ Test(net_cancel, write_all_cancelled_reports_done, .timeout = 120)
     weft_task_t *h;
     cr_assert_eq(weft_spawn_coro(rt, cancel_writer, &o, NULL, &h), 0);
     cr_assert(wt_wait_until(held, d.a, WAIT_NS));
-    wt_sleep_ns(50 * WT_MS); /* let it fill the buffers and wait */
+    wt_wait_suspended(h); /* the buffers are full and it waits */
     cr_expect_eq(weft_task_cancel(h), 0);
     cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), -ECANCELED);
     cr_expect_eq(atomic_load(&o.rc), -ECANCELED);
@@ -208,7 +211,7 @@ Test(net_cancel, stackless_read_dropped, .timeout = 60)
     cr_assert_eq(weft_tcp_read_init(&f, d.b, buf, sizeof buf, WEFT_FOREVER), 0);
     weft_task_t *h;
     cr_assert_eq(weft_spawn(rt, &weft_tcp_read_vtable, &f, sizeof f, &h), 0);
-    wt_sleep_ns(20 * WT_MS);
+    wt_wait_suspended(h);
     cr_expect_eq(weft_task_cancel(h), 0);
     cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), -ECANCELED);
     cr_expect_eq(weft__tcp_stream_refs(d.b), 1, "the drop released the stream");
@@ -268,6 +271,59 @@ Test(net_cancel, deadlines, .timeout = 60)
     cr_expect_eq(wt_finish(rt), 0);
 }
 
+/*
+ * A passed deadline is one attempt even before the driver has reported
+ * anything: the coroutine never suspends here, so on one worker nobody
+ * polls epoll, and the fresh listener and stream have no readiness yet.
+ * The connection is queued (a blocking connect returns after the
+ * handshake) with 5 bytes behind it.
+ */
+typedef struct past {
+    int accept_rc, read_rc, write_rc, empty_rc;
+} past_t;
+
+static int past_deadlines(void *arg)
+{
+    past_t *x = arg;
+    weft_tcp_listener_t *l;
+    struct sockaddr_storage addr;
+    if (nt_listen(weft_runtime_current(), AF_INET, &l, &addr) != 0)
+        return -1;
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    int rc = -1;
+    if (c >= 0 && connect(c, (struct sockaddr *)&addr, sizeof(struct sockaddr_in)) == 0 &&
+        send(c, "hello", 5, 0) == 5) {
+        weft_tcp_stream_t *s = NULL;
+        x->accept_rc = weft_tcp_accept(l, &s, NULL, 0);
+        if (s) {
+            char buf[8];
+            x->read_rc = weft_tcp_read(s, buf, sizeof buf, 0);
+            x->write_rc = weft_tcp_write(s, "x", 1, weft_now() - 1);
+            x->empty_rc = weft_tcp_read(s, buf, sizeof buf, 0);
+            weft_tcp_close(s);
+        }
+        rc = 0;
+    }
+    if (c >= 0)
+        close(c);
+    weft_tcp_listener_close(l);
+    return rc;
+}
+
+Test(net_cancel, past_deadline_attempts_before_any_event, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(1);
+    past_t x = {1, 1, 1, 1};
+    int result = -1;
+    cr_assert_eq(weft_runtime_run_coro(rt, past_deadlines, &x, NULL, &result), 0);
+    cr_assert_eq(result, 0);
+    cr_expect_eq(x.accept_rc, 0, "the queued connection is taken: %d", x.accept_rc);
+    cr_expect_eq(x.read_rc, 5, "the queued bytes are read: %d", x.read_rc);
+    cr_expect_eq(x.write_rc, 1, "an empty send buffer takes the byte: %d", x.write_rc);
+    cr_expect_eq(x.empty_rc, -ETIMEDOUT, "nothing more to read: %d", x.empty_rc);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
 /* ---- accept --------------------------------------------------------------------------------- */
 
 typedef struct acc {
@@ -311,7 +367,7 @@ Test(net_cancel, accept_cancelled_then_works, .timeout = 60)
     weft_task_t *h;
     cr_assert_eq(weft_spawn_coro(rt, cancel_acceptor, &a, NULL, &h), 0);
     cr_assert(wt_wait_until(listener_held, l, WAIT_NS));
-    wt_sleep_ns(20 * WT_MS);
+    wt_wait_suspended(h);
     cr_expect_eq(weft_task_cancel(h), 0);
     cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), -ECANCELED);
     cr_expect_eq(atomic_load(&a.rc), -ECANCELED);

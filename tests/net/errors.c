@@ -120,6 +120,13 @@ Test(net_errors, bad_fds, .timeout = 30)
     cr_expect_eq(weft_tcp_stream_from_fd(rt, sv[0], &again), -EEXIST);
     cr_expect_lt(weft_tcp_set_nodelay(s, true), 0, "not TCP: the kernel's error");
     cr_expect_eq(weft_tcp_close(s), 0);
+    /* A failed adoption gives the fd back as it was: blocking, inherited. */
+    weft_io_t io;
+    cr_assert_eq(weft_io_register(rt, sv[1], &io), 0);
+    cr_expect_eq(weft_tcp_stream_from_fd(rt, sv[1], &again), -EEXIST);
+    cr_expect_eq(fcntl(sv[1], F_GETFL) & O_NONBLOCK, 0, "still blocking");
+    cr_expect_eq(fcntl(sv[1], F_GETFD) & FD_CLOEXEC, 0, "still inherited");
+    cr_expect_eq(weft_io_deregister(io), 0);
     close(sv[1]);
     cr_expect_eq(wt_finish(rt), 0);
 }

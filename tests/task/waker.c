@@ -146,6 +146,29 @@ Test(atomic_waker, take, .timeout = 10)
     cr_assert_eq(wt_tw_live(&t), 0);
 }
 
+/* A registration that finds the slot held by another registrant (two
+ * consumers: a slot reused under a stale io handle does this) cannot store
+ * its waker, so it wakes it: the task polls again instead of sleeping. The
+ * held state is set by hand, as a second registrant would leave it. */
+Test(atomic_waker, busy_slot_wakes_the_registrant, .timeout = 10)
+{
+    wt_thread_waker_t t;
+    memset(&t, 0, sizeof t);
+    weft_waker_t w = wt_thread_waker(&t);
+    weft_atomic_waker_t aw = WEFT_ATOMIC_WAKER_INIT;
+    atomic_store(&aw.state_, 1); /* REGISTERING */
+    cr_assert_eq(weft_atomic_waker_register(&aw, &w), 0);
+    cr_assert_eq(atomic_load(&t.wake_refs), 1,
+                 "a waker the slot could not take is woken, not dropped");
+    cr_assert_null(aw.waker_.vtable, "nothing was stored");
+    atomic_store(&aw.state_, 3); /* REGISTERING | WAKING */
+    cr_assert_eq(weft_atomic_waker_register(&aw, &w), 0);
+    cr_assert_eq(atomic_load(&t.wake_refs), 2);
+    atomic_store(&aw.state_, 0);
+    weft_atomic_waker_destroy(&aw);
+    cr_assert_eq(wt_tw_live(&t), 0);
+}
+
 Test(atomic_waker, destroy_drops_stored, .timeout = 10)
 {
     wt_thread_waker_t t;

@@ -442,6 +442,54 @@ Test(sleep, interval_skip_stays_on_the_grid)
     }
 }
 
+/* A start far in the past (even INT64_MIN) is a tick due at once; the
+ * next one follows each policy's rule without overflowing (UBSan would
+ * abort on a signed overflow). */
+typedef struct far_past {
+    int64_t before[3], first[3], second[3], after[3];
+    int rc[3];
+} far_past_t;
+
+static int far_past_coro(void *arg)
+{
+    far_past_t *f = arg;
+    const weft_missed_t pol[3] = {WEFT_MISSED_BURST, WEFT_MISSED_DELAY, WEFT_MISSED_SKIP};
+    for (int i = 0; i < 3; i++) {
+        weft_interval_t iv;
+        f->before[i] = weft_now();
+        f->rc[i] = weft_interval_init(&iv, INT64_MIN, 7 * WT_MS, pol[i]);
+        if (f->rc[i] == 0)
+            f->rc[i] = weft_interval_tick(&iv, &f->first[i]);
+        f->after[i] = weft_now();
+        if (f->rc[i] == 0 && pol[i] != WEFT_MISSED_BURST) /* burst would take forever */
+            f->rc[i] = weft_interval_tick(&iv, &f->second[i]);
+    }
+    return 0;
+}
+
+Test(sleep, interval_start_at_int64_min)
+{
+    weft_runtime_t *rt = wt_runtime(1);
+    far_past_t f;
+    memset(&f, 0, sizeof f);
+    weft_task_t *h;
+    cr_assert_eq(weft_spawn_coro(rt, far_past_coro, &f, NULL, &h), 0);
+    cr_assert_eq(weft_join(h, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(f.rc[i], 0, "policy %d: %d", i, f.rc[i]);
+        cr_assert_eq(f.first[i], INT64_MIN, "policy %d: the first tick is the start", i);
+    }
+    /* DELAY: one period after the late delivery; SKIP: the first grid
+     * point after it (INT64_MIN + k * period). */
+    cr_assert_geq(f.second[1], f.before[1] + 7 * WT_MS);
+    cr_assert_leq(f.second[1], f.after[1] + 7 * WT_MS);
+    cr_assert_gt(f.second[2], f.before[2]);
+    cr_assert_leq(f.second[2], f.after[2] + 7 * WT_MS);
+    cr_assert_eq(((uint64_t)f.second[2] - (uint64_t)INT64_MIN) % (uint64_t)(7 * WT_MS), 0,
+                 "on the grid");
+    cr_assert_eq(wt_finish(rt), 0);
+}
+
 /* ---- timeouts ----------------------------------------------------------------------- */
 
 typedef struct tmo {
