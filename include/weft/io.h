@@ -4,10 +4,12 @@
  *
  *   weft_io_t io;
  *   weft_io_register(rt, fd, &io);            // fd must be O_NONBLOCK
+ *   int r = 0;                                // no snapshot yet
  *   for (;;) {
  *       ssize_t n = read(fd, buf, sizeof buf);
  *       if (n >= 0 || errno != EAGAIN) break;
- *       int r = weft_io_wait_ready(io, WEFT_IO_READABLE, deadline);  // coroutine
+ *       weft_io_clear(io, r);                 // drained: forget what r saw
+ *       r = weft_io_wait_ready(io, WEFT_IO_READABLE, deadline);  // coroutine
  *       if (r < 0) break;                     // -ETIMEDOUT, -ECANCELED, -EBADF
  *   }
  *   weft_io_deregister(io);                   // before close(fd)
@@ -74,6 +76,14 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out);
 /*
  * Stop watching. Waiters are woken and report -EBADF. Call it before
  * closing the fd. 0 or -EBADF (stale handle). The fd is not closed.
+ *
+ * A library that close()s a registered fd without this leaves its waiters
+ * asleep: epoll forgets a closed fd without reporting an event, so they
+ * wake only at their deadline (-ETIMEDOUT), or never with WEFT_FOREVER,
+ * and the handle's slot stays in use. Adapters whose library closes fds
+ * itself must hook its close to deregister first (deregistering after the
+ * close, once the fd number may be reused, could remove the new fd's
+ * registration from epoll).
  */
 int weft_io_deregister(weft_io_t io);
 

@@ -37,8 +37,12 @@
  *
  * Deadlines are absolute weft_now() nanoseconds; WEFT_FOREVER waits
  * without one. A deadline that has already passed turns an operation into a
- * single non-blocking attempt: whatever can be done at once is done, and
- * -ETIMEDOUT is returned only if the operation would have had to wait.
+ * single non-blocking attempt: whatever can be done at once is done (even
+ * before the driver has reported the socket ready), and -ETIMEDOUT is
+ * returned only if the operation would have had to wait. The kernel also
+ * fails a read or write with -ETIMEDOUT when keepalive or TCP_USER_TIMEOUT
+ * gives up on the connection (which is then dead): that one arrives before
+ * the deadline, so weft_now() < deadline tells the two apart.
  *
  * Cancellation. Every wait observes the task's cancellation: a coroutine
  * call returns -ECANCELED, and a stackless task's future is dropped. Either
@@ -129,15 +133,17 @@ int weft_addr_port(const struct sockaddr *addr);
  *
  * Running out of descriptors or memory (accept fails with EMFILE, ENFILE,
  * ENOBUFS or ENOMEM, or the new socket cannot be registered with the
- * driver) is not an error of the listener: the pending connection stays in
- * the kernel's backlog. By default an accept then backs off: it sleeps on a
- * timer (backoff_min_ns, doubling on every consecutive failure up to
- * backoff_max_ns, reset by the next success) and tries again, so a server
- * never spins at 100% CPU while fds are short and resumes serving once fds
- * are released. Every such failure is counted (weft_tcp_listener_stats) and
- * reported to on_exhaustion if set. With fail_on_exhaustion, the accept
- * returns the error instead (after counting and reporting it); the
- * caller decides what to do.
+ * driver) is not an error of the listener. When accept itself fails the
+ * pending connection stays in the kernel's backlog; a socket that was
+ * accepted but cannot be registered (no memory for its driver slot) is
+ * closed, so that one peer sees a reset. By default an accept then backs
+ * off: it sleeps on a timer (backoff_min_ns, doubling on every consecutive
+ * failure up to backoff_max_ns, reset by the next success) and tries again,
+ * so a server never spins at 100% CPU while fds are short and resumes
+ * serving once fds are released. Every such failure is counted
+ * (weft_tcp_listener_stats) and reported to on_exhaustion if set. With
+ * fail_on_exhaustion, the accept returns the error instead (after counting
+ * and reporting it); the caller decides what to do.
  */
 typedef struct weft_tcp_listen_opts {
     int backlog;    /* listen(2) backlog; <= 0 means 1024 (capped by net.core.somaxconn) */
@@ -284,10 +290,11 @@ int weft_tcp_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t 
  * of socketpair(AF_UNIX, SOCK_STREAM), or a socket from another library):
  * weft sets O_NONBLOCK and FD_CLOEXEC on it, registers it with rt, and from
  * then on owns it (weft_tcp_close closes it). On failure the caller still
- * owns fd. 0, -EINVAL (fd < 0, NULL out, no runtime), -EBADF (fd not
- * open), -ENOTSOCK, -EPROTOTYPE (not a stream socket), -EEXIST (already
- * registered), -ENOMEM, -ESHUTDOWN. TCP-only calls (nodelay, keepalive) on
- * a non-TCP stream return the kernel's error (-EOPNOTSUPP, -ENOPROTOOPT).
+ * owns fd, with the flags it had. 0, -EINVAL (fd < 0, NULL out, no
+ * runtime), -EBADF (fd not open), -ENOTSOCK, -EPROTOTYPE (not a stream
+ * socket), -EEXIST (already registered), -ENOMEM, -ESHUTDOWN. TCP-only
+ * calls (nodelay, keepalive) on a non-TCP stream return the kernel's error
+ * (-EOPNOTSUPP, -ENOPROTOOPT).
  */
 int weft_tcp_stream_from_fd(weft_runtime_t *rt, int fd, weft_tcp_stream_t **out);
 
@@ -329,7 +336,9 @@ int weft_tcp_read_init(weft_tcp_read_t *f, weft_tcp_stream_t *s, void *buf, size
 int weft_tcp_write_init(weft_tcp_write_t *f, weft_tcp_stream_t *s, const void *buf, size_t len,
                         int64_t deadline);
 /* done (may be NULL) is kept equal to the bytes transferred after every
- * system call, so it is right however the future ends, dropped included. */
+ * system call, so it is right however the future ends, dropped included.
+ * Like the buffer, *done must stay valid until the future is dropped (it is
+ * written from whichever worker polls the future). */
 int weft_tcp_read_exact_init(weft_tcp_read_exact_t *f, weft_tcp_stream_t *s, void *buf, size_t len,
                              int64_t deadline, size_t *done);
 int weft_tcp_write_all_init(weft_tcp_write_all_t *f, weft_tcp_stream_t *s, const void *buf,

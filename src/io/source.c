@@ -152,10 +152,13 @@ int weft_io_deregister(weft_io_t io)
     int fd = atomic_load_explicit(&src->fd, memory_order_relaxed);
     /* The fd may already be closed by a careless caller: nothing to undo. */
     (void)d->be_ops->del(d->be, fd);
-    /* Release (RMW): orders the gen bump before the CLOSED bit the woken
-     * waiters acquire. */
+    /* Release, as register's store of gen (live() and the driver's event
+     * path acquire it); the bump itself is what turns old handles stale. */
     atomic_store_explicit(&src->gen, io.gen_ + 1, memory_order_release);
-    atomic_fetch_or_explicit(&src->readiness, WEFT__CLOSED, memory_order_acq_rel);
+    /* Release: orders the gen bump before the CLOSED bit, which a woken
+     * waiter acquires in weft_io_ready and then finds its handle stale.
+     * Nothing after this reads what the driver published: no acquire. */
+    atomic_fetch_or_explicit(&src->readiness, WEFT__CLOSED, memory_order_release);
     atomic_store_explicit(&src->fd, -1, memory_order_relaxed);
     /* Take the waiters' wakers before the slot is free: a register that
      * reuses the slot right after the unlock drops whatever is left in

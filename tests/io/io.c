@@ -3,7 +3,8 @@
  * readable/writable snapshots, the tick that protects a clear, a waiter
  * woken with -EBADF by deregistration, stale handles after slot reuse,
  * cancellation leaving the fd usable, the stackless readiness future, a
- * deadline, and many fds at once.
+ * deadline, many fds at once, and the loop io.h opens with (it must not
+ * spin).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/wt.h"
+#include "common/suspended.h"
 
 #define WAIT_NS (10 * WT_SEC)
 
@@ -129,7 +131,7 @@ Test(io, readable_wakes_a_coroutine, .timeout = 30)
     nb_pair(sv);
     reader_t r;
     weft_task_t *h = start_reader(rt, &r, sv[0]);
-    wt_sleep_ns(20 * WT_MS); /* let it block (not required for correctness) */
+    wt_wait_suspended(h); /* blocked in the wait, the only place it can */
     put(sv[1], "hello");
     int64_t out = -1;
     cr_assert_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, &out), 0);
@@ -201,7 +203,7 @@ Test(io, deregister_wakes_the_waiter_with_ebadf, .timeout = 30)
     nb_pair(sv);
     reader_t r;
     weft_task_t *h = start_reader(rt, &r, sv[0]);
-    wt_sleep_ns(20 * WT_MS);
+    wt_wait_suspended(h);
     cr_assert_eq(weft_io_deregister(r.io), 0);
     int64_t out = 0;
     cr_assert_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, &out), 0);
@@ -247,7 +249,7 @@ Test(io, cancelled_wait_leaves_the_fd_usable, .timeout = 30)
     nb_pair(sv);
     reader_t r;
     weft_task_t *h = start_reader(rt, &r, sv[0]);
-    wt_sleep_ns(20 * WT_MS);
+    wt_wait_suspended(h);
     cr_assert_eq(weft_task_cancel(h), 0);
     int64_t out = 0;
     cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, &out), -ECANCELED);
@@ -275,7 +277,7 @@ Test(io, stackless_readiness_future, .timeout = 30)
     cr_assert_eq(weft_io_wait_init(&w, io, WEFT_IO_READABLE, WEFT_FOREVER), 0);
     weft_task_t *h;
     cr_assert_eq(weft_spawn(rt, &weft_io_wait_vtable, &w, sizeof w, &h), 0);
-    wt_sleep_ns(20 * WT_MS);
+    wt_wait_suspended(h);
     cr_expect_not(weft_task_is_finished(h));
     put(sv[1], "z");
     int64_t out = 0;
@@ -422,5 +424,76 @@ Test(io, deregister_then_immediate_reuse_still_wakes, .timeout = 60)
         close(b[0]);
         close(b[1]);
     }
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* ---- the loop at the top of io.h ----------------------------------------------- */
+
+#define EX_MSGS 20
+
+typedef struct example {
+    weft_io_t io;
+    int fd;
+    _Atomic int sent, got;
+    _Atomic int waits;
+} example_t;
+
+/* io.h's example, reading EX_MSGS one-byte messages. */
+static int example_coro(void *arg)
+{
+    example_t *e = arg;
+    int r = 0;
+    while (atomic_load(&e->got) < EX_MSGS) {
+        char c;
+        ssize_t n = read(e->fd, &c, 1);
+        if (n == 1) {
+            atomic_fetch_add(&e->got, 1);
+            continue;
+        }
+        if (n >= 0 || errno != EAGAIN)
+            return -EIO;
+        weft_io_clear(e->io, r);
+        r = weft_io_wait_ready(e->io, WEFT_IO_READABLE, weft_now() + WAIT_NS);
+        atomic_fetch_add(&e->waits, 1);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static bool caught_up(void *arg)
+{
+    example_t *e = arg;
+    return atomic_load(&e->got) == atomic_load(&e->sent);
+}
+
+/* The example clears what its last wait saw before it waits again, so each
+ * message costs about one wait. Without the clear, readiness stays set
+ * and every wait returns at once: the loop spins (millions of waits). */
+Test(io, header_example_waits_once_per_message, .timeout = 30)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    int sv[2];
+    nb_pair(sv);
+    example_t e;
+    memset(&e, 0, sizeof e);
+    e.fd = sv[0];
+    cr_assert_eq(weft_io_register(rt, sv[0], &e.io), 0);
+    weft_task_t *h;
+    cr_assert_eq(weft_spawn_coro(rt, example_coro, &e, NULL, &h), 0);
+    for (int i = 0; i < EX_MSGS; i++) {
+        wt_sleep_ns(2 * WT_MS); /* let it wait (a spinning loop counts here) */
+        put(sv[1], "x");
+        atomic_fetch_add(&e.sent, 1);
+        cr_assert(wt_wait_until(caught_up, &e, WAIT_NS), "message %d", i);
+    }
+    int64_t out = -1;
+    cr_assert_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, &out), 0);
+    cr_expect_eq(out, 0);
+    int waits = atomic_load(&e.waits);
+    cr_expect_leq(waits, 4 * EX_MSGS, "%d waits for %d messages", waits, EX_MSGS);
+    cr_expect_eq(weft_io_deregister(e.io), 0);
+    close(sv[0]);
+    close(sv[1]);
     cr_expect_eq(wt_finish(rt), 0);
 }

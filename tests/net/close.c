@@ -10,6 +10,7 @@
 #include <errno.h>
 
 #include "net/nt.h"
+#include "common/suspended.h"
 #include "net/net.h"
 
 #define WAIT_NS (20 * WT_SEC)
@@ -76,13 +77,13 @@ static bool refs_reached(void *arg)
     return weft__tcp_stream_refs(r->s) >= r->want;
 }
 
-/* Wait until an operation holds s (its future was initialised), then give
- * it a moment to block: the result is -EBADF either way. */
-static void wait_in_flight(weft_tcp_stream_t *s)
+/* Wait until h's operation holds s (its future was initialised) and h is
+ * blocked in it (the only place it can suspend). */
+static void wait_in_flight(weft_tcp_stream_t *s, weft_task_t *h)
 {
     refs_arg_t r = {s, 2};
     cr_assert(wt_wait_until(refs_reached, &r, WAIT_NS));
-    wt_sleep_ns(20 * WT_MS);
+    wt_wait_suspended(h);
 }
 
 static void peer_sees_eof(int fd)
@@ -106,7 +107,7 @@ Test(net_close, reader_woken_with_ebadf, .timeout = 60)
     waiter_t w = {s, buf, sizeof buf, 1, 0};
     weft_task_t *h;
     cr_assert_eq(weft_spawn_coro(rt, read_waiter, &w, NULL, &h), 0);
-    wait_in_flight(s);
+    wait_in_flight(s, h);
     cr_expect_eq(weft_tcp_close(s), 0);
     cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), 0);
     cr_expect_eq(atomic_load(&w.rc), -EBADF);
@@ -124,7 +125,7 @@ Test(net_close, writer_woken_with_ebadf, .timeout = 60)
     waiter_t w = {s, calloc(1, len), len, 1, 0};
     weft_task_t *h;
     cr_assert_eq(weft_spawn_coro(rt, write_waiter, &w, NULL, &h), 0);
-    wait_in_flight(s);
+    wait_in_flight(s, h);
     cr_expect_eq(weft_tcp_close(s), 0);
     cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), 0);
     cr_expect_eq(atomic_load(&w.rc), -EBADF);
@@ -147,7 +148,7 @@ Test(net_close, stackless_reader_woken_with_ebadf, .timeout = 60)
     weft_task_t *h;
     cr_assert_eq(weft_spawn(rt, &weft_tcp_read_vtable, &f, sizeof f, &h), 0);
     /* The spawn moved f (and its reference) into the task, which drops it. */
-    wt_sleep_ns(30 * WT_MS);
+    wt_wait_suspended(h);
     cr_expect_eq(weft_tcp_close(s), 0);
     int64_t v = 0;
     cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, &v), 0);
@@ -211,7 +212,7 @@ Test(net_close, accept_woken_with_ebadf, .timeout = 60)
     weft_task_t *h;
     cr_assert_eq(weft_spawn_coro(rt, accept_waiter, &a, NULL, &h), 0);
     cr_assert(wt_wait_until(listener_held, l, WAIT_NS));
-    wt_sleep_ns(20 * WT_MS);
+    wt_wait_suspended(h);
     cr_expect_eq(weft_tcp_listener_close(l), 0);
     cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), 0);
     cr_expect_eq(atomic_load(&a.rc), -EBADF);

@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 
 #include "net/nt.h"
+#include "common/suspended.h"
 
 #define WAIT_NS (30 * WT_SEC)
 
@@ -150,7 +151,9 @@ static int shut_rd_main(void *arg)
     shut_rd_t x = {a, 1};
     weft_task_t *t;
     weft_spawn_coro(weft_runtime_current(), shut_rd_reader, &x, NULL, &t);
-    weft_sleep_for(20 * WT_MS); /* likely waiting by now; correct either way */
+    /* Until the reader is blocked in its read (its only suspension). */
+    for (int i = 0; i < 10000 && !wt_task_suspended(t); i++)
+        weft_sleep_for(WT_MS);
     rc = weft_tcp_shutdown(a, WEFT_SHUT_RD);
     weft_join(t, NULL);
     if (rc == 0)
