@@ -24,10 +24,18 @@
  * a third of them cancelled while they wait. No wait ends early, every
  * join reports 0 or (for a cancelled one) -ECANCELED, and the runtime is
  * freed with no waker left behind.
+ *
+ * Part 3 arms and cancels 100,000 timers through the public calls
+ * (weft_timer_poll / weft_timer_cancel) from eight tasks on two workers,
+ * each timer with its own ticket waker: one cancelled before its deadline
+ * never fires, none fires early, every uncancelled one fires, and every
+ * waker clone is woken or dropped exactly once.
  */
 #define STRESS_NAME "stress_timers"
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
 
 #include "common/stress.h"
 #include "common/wt.h"
@@ -328,6 +336,172 @@ static void runtime_part(void)
            RT_TASKS, cancelled, RT_COROS, (double)(weft_now() - t0) / 1e9);
 }
 
+/* ---- part 3: RT_TIMERS timers armed and cancelled by tasks on the workers ---- */
+
+#define RT_TIMERS 100000
+#define RT_ARMERS 8
+#define RT_PER (RT_TIMERS / RT_ARMERS)
+#define RT_CHUNK 64
+/* Deadlines fall within -0.1 ms..RT_SPAN_NS: most cancels come before
+ * them (TSan runs ~10x slower). */
+#define RT_SPAN_NS ((WT_TSAN ? 50 : 5) * WT_MS)
+
+enum { K_CANCEL, K_FIRE };
+
+typedef struct armer {
+    weft_timer_t *t;
+    ticket_t *tk;
+    uint8_t *kind;
+    uint32_t rng;
+    int next, fired;
+    bool tail_cancelled; /* the last WINDOW entries' cancels are done */
+    pthread_t last;
+    _Atomic int *switches, *in_time;
+} armer_t;
+
+static int64_t arm_timer(armer_t *a, int i, weft_cx_t *cx)
+{
+    ticket_t *tk = &a->tk[i];
+    weft_waker_t w = {&tk_vt, tk};
+    weft_cx_t child;
+    weft_cx_init_child(&child, cx, &w);
+    return weft_timer_poll(&a->t[i], tk->deadline, &child);
+}
+
+/* The distinct threads that ran armers (a worker count for the report). */
+static pthread_t armer_threads[8];
+static _Atomic int n_armer_threads;
+static pthread_mutex_t armer_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void note_thread(pthread_t self)
+{
+    pthread_mutex_lock(&armer_threads_lock);
+    int n = atomic_load(&n_armer_threads);
+    bool seen = false;
+    for (int i = 0; i < n; i++)
+        seen = seen || pthread_equal(armer_threads[i], self);
+    if (!seen && n < 8) {
+        armer_threads[n] = self;
+        atomic_store(&n_armer_threads, n + 1);
+    }
+    pthread_mutex_unlock(&armer_threads_lock);
+}
+
+/* Cancel timer i; if that happened before its deadline, the cancel
+ * removed it, and a wake from now on is a failure (tk_wake checks). */
+static void cancel_timer(armer_t *a, int i)
+{
+    weft_timer_cancel(&a->t[i]);
+    if (weft_now() < a->tk[i].deadline) {
+        atomic_store(&a->tk[i].cancelled, 1);
+        atomic_fetch_add(a->in_time, 1);
+    }
+}
+
+/*
+ * Arms its RT_PER timers RT_CHUNK per poll (yielding in between, so the
+ * tasks spread over the workers and the driver fires timers meanwhile),
+ * each due within -0.1 ms..RT_SPAN_NS. Two thirds are cancelled WINDOW entries
+ * later (most before their deadline: those must never fire; the rest may
+ * have fired first), a third are left to fire. Then it polls that third
+ * until every one has fired.
+ */
+static weft_poll_t armer_poll(void *st, weft_cx_t *cx, int64_t *out)
+{
+    armer_t *a = st;
+    pthread_t self = pthread_self();
+    if (!pthread_equal(self, a->last)) {
+        a->last = self;
+        atomic_fetch_add(a->switches, 1);
+        note_thread(self);
+    }
+    for (int n = 0; n < RT_CHUNK && a->next < RT_PER; n++) {
+        int i = a->next++;
+        a->kind[i] = wt_rng(&a->rng) % 3 == 0 ? K_FIRE : K_CANCEL;
+        a->tk[i].deadline =
+            weft_now() - 100000 + (int64_t)(wt_rng(&a->rng) % (RT_SPAN_NS + 100000));
+        weft_timer_init(&a->t[i]);
+        int rc = arm_timer(a, i, cx);
+        CHECK(rc == WEFT_READY || rc == WEFT_PENDING, "weft_timer_poll: %d", rc);
+        a->tk[i].due = rc == WEFT_READY;
+        if (i >= WINDOW && a->kind[i - WINDOW] == K_CANCEL)
+            cancel_timer(a, i - WINDOW);
+    }
+    if (a->next < RT_PER) {
+        weft_waker_wake_by_ref(weft_cx_waker(cx));
+        return WEFT_PENDING;
+    }
+    for (int i = RT_PER - WINDOW; i < RT_PER && !a->tail_cancelled; i++) {
+        if (a->kind[i] == K_CANCEL)
+            cancel_timer(a, i);
+    }
+    a->tail_cancelled = true;
+    for (; a->fired < RT_PER; a->fired++) {
+        int i = a->fired;
+        if (a->kind[i] == K_FIRE && !a->tk[i].due && arm_timer(a, i, cx) != WEFT_READY) {
+            weft_waker_wake_by_ref(weft_cx_waker(cx)); /* not yet: look again */
+            return WEFT_PENDING;
+        }
+    }
+    *out = 0;
+    return WEFT_READY;
+}
+
+static void armer_drop(void *st)
+{
+    armer_t *a = st;
+    for (int i = 0; i < RT_PER; i++)
+        weft_timer_cancel(&a->t[i]);
+}
+
+static const weft_future_vtable_t armer_vt = {armer_poll, armer_drop, "stress_armer"};
+
+static void armers_part(void)
+{
+    int64_t t0 = weft_now();
+    weft_runtime_t *rt = wt_runtime(2);
+    weft_timer_t *timers = calloc(RT_TIMERS, sizeof *timers);
+    ticket_t *tickets = calloc(RT_TIMERS, sizeof *tickets);
+    uint8_t *kinds = calloc(RT_TIMERS, 1);
+    CHECK(timers && tickets && kinds, "out of memory");
+    _Atomic int switches = 0, in_time = 0;
+    weft_task_t *h[RT_ARMERS];
+    for (int j = 0; j < RT_ARMERS; j++) {
+        armer_t a = {.t = timers + j * RT_PER,
+                     .tk = tickets + j * RT_PER,
+                     .kind = kinds + j * RT_PER,
+                     .rng = (uint32_t)j * 2654435761u + 3,
+                     .last = pthread_self(),
+                     .switches = &switches,
+                     .in_time = &in_time};
+        CHECK(weft_spawn(rt, &armer_vt, &a, sizeof a, &h[j]) == 0, "spawn");
+    }
+    for (int j = 0; j < RT_ARMERS; j++) {
+        int64_t v = -1;
+        int rc = weft_task_join_wait(h[j], weft_now() + 120 * WT_SEC, &v);
+        CHECK(rc == 0 && v == 0, "armer %d: join %d, output %" PRId64, j, rc, v);
+    }
+    CHECK(wt_finish(rt) == 0, "weft_runtime_free: a waker left behind");
+    int fired = 0, due = 0;
+    for (int i = 0; i < RT_TIMERS; i++) {
+        ticket_t *k = &tickets[i];
+        int live = atomic_load(&k->clones) - atomic_load(&k->wakes) - atomic_load(&k->drops);
+        CHECK(live == 0, "timer %d: %d waker clones never released", i, live);
+        CHECK(atomic_load(&k->early) == 0, "timer %d fired early", i);
+        CHECK(atomic_load(&k->late_wake) == 0, "timer %d fired after its cancel", i);
+        due += k->due;
+        fired += atomic_load(&k->wakes);
+    }
+    printf(STRESS_NAME ": armers ok: %d timers on %d tasks (run by %d workers), %d cancelled "
+                       "before their deadline, "
+                       "%d due at once, %d woken by the driver, %d worker switches, %.2f s\n",
+           RT_TIMERS, RT_ARMERS, atomic_load(&n_armer_threads), atomic_load(&in_time), due, fired,
+           atomic_load(&switches), (double)(weft_now() - t0) / 1e9);
+    free(timers);
+    free(tickets);
+    free(kinds);
+}
+
 int main(void)
 {
     /* A few rounds (two under TSan, which is ~10x slower): each starts
@@ -337,5 +511,6 @@ int main(void)
         round_(r);
     for (int r = 0; r < (WT_TSAN ? 1 : 3); r++)
         runtime_part();
+    armers_part();
     return 0;
 }
