@@ -16,9 +16,10 @@
  * and the tightest limit wins; this also finds the limit inside a container
  * whose /proc/self/cgroup names a path that is not visible in its mount.
  *
- * Invariants (weft__cpu_count): never fails and never returns 0; a missing or unreadable file
- * means "no limit from there". Called rarely (runtime creation), so it reads
- * files with stdio and does not cache. errno is preserved.
+ * Invariants: weft__cpu_count never fails and never returns 0; a missing
+ * or unreadable file means "no limit from there". Called rarely (runtime
+ * creation), so it reads files with stdio and does not cache. Every
+ * function here preserves errno.
  */
 #include "platform/platform.h"
 
@@ -33,73 +34,71 @@
 #define CGROUP_ROOT "/sys/fs/cgroup"
 #define CGROUP_V1_CPU CGROUP_ROOT "/cpu"
 
-static unsigned affinity_count(void)
+int weft__cpu_allowed(unsigned **cpus, unsigned *n)
 {
+    int saved = errno, rc = -EINVAL;
     /* Start at glibc's fixed cpu_set_t; grow while the kernel says the mask
      * is too small (EINVAL) for machines with more CPUs than that. */
-    for (int n = CPU_SETSIZE; n <= (1 << 16); n *= 2) {
-        size_t size = CPU_ALLOC_SIZE(n);
-        cpu_set_t *set = CPU_ALLOC(n);
-        int count = -1, err = 0;
-
-        if (set == NULL)
+    for (int max = CPU_SETSIZE; max <= (1 << 16); max *= 2) {
+        size_t size = CPU_ALLOC_SIZE(max);
+        cpu_set_t *set = CPU_ALLOC(max);
+        if (set == NULL) {
+            rc = -ENOMEM;
             break;
-        if (sched_getaffinity(0, size, set) == 0)
-            count = CPU_COUNT_S(size, set);
-        else
-            err = errno;
+        }
+        if (sched_getaffinity(0, size, set) != 0) {
+            rc = -errno;
+            CPU_FREE(set);
+            if (rc == -EINVAL)
+                continue; /* more CPUs than the mask holds: grow it */
+            break;
+        }
+        unsigned count = (unsigned)CPU_COUNT_S(size, set), k = 0;
+        unsigned *v = malloc((count ? count : 1) * sizeof *v);
+        if (v != NULL)
+            for (int c = 0; c < max && k < count; c++)
+                if (CPU_ISSET_S(c, size, set))
+                    v[k++] = (unsigned)c;
         CPU_FREE(set);
-        if (count > 0)
-            return (unsigned)count;
-        if (err != EINVAL)
+        if (v == NULL) {
+            rc = -ENOMEM;
             break;
+        }
+        *cpus = v;
+        *n = k;
+        rc = 0;
+        break;
+    }
+    errno = saved;
+    return rc;
+}
+
+static unsigned affinity_count(void)
+{
+    unsigned *cpus, n;
+    if (weft__cpu_allowed(&cpus, &n) == 0) {
+        free(cpus);
+        if (n > 0)
+            return n;
     }
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     return online > 0 ? (unsigned)online : 1;
 }
 
-int weft__cpu_allowed(unsigned **cpus, unsigned *n)
-{
-    for (int max = CPU_SETSIZE; max <= (1 << 16); max *= 2) {
-        size_t size = CPU_ALLOC_SIZE(max);
-        cpu_set_t *set = CPU_ALLOC(max);
-        if (set == NULL)
-            return -ENOMEM;
-        if (sched_getaffinity(0, size, set) != 0) {
-            int e = errno;
-            CPU_FREE(set);
-            if (e == EINVAL)
-                continue; /* more CPUs than the mask holds: grow it */
-            return -e;
-        }
-        unsigned count = (unsigned)CPU_COUNT_S(size, set), k = 0;
-        unsigned *v = malloc((count ? count : 1) * sizeof *v);
-        if (v == NULL) {
-            CPU_FREE(set);
-            return -ENOMEM;
-        }
-        for (int c = 0; c < max && k < count; c++)
-            if (CPU_ISSET_S(c, size, set))
-                v[k++] = (unsigned)c;
-        CPU_FREE(set);
-        *cpus = v;
-        *n = k;
-        return 0;
-    }
-    return -EINVAL;
-}
-
 int weft__thread_pin(unsigned cpu)
 {
+    int saved = errno;
     size_t size = CPU_ALLOC_SIZE(cpu + 1);
     cpu_set_t *set = CPU_ALLOC(cpu + 1);
-    if (set == NULL)
-        return -ENOMEM;
-    CPU_ZERO_S(size, set);
-    CPU_SET_S(cpu, size, set);
-    int rc = pthread_setaffinity_np(pthread_self(), size, set);
-    CPU_FREE(set);
-    return -rc;
+    int rc = -ENOMEM;
+    if (set != NULL) {
+        CPU_ZERO_S(size, set);
+        CPU_SET_S(cpu, size, set);
+        rc = -pthread_setaffinity_np(pthread_self(), size, set);
+        CPU_FREE(set);
+    }
+    errno = saved;
+    return rc;
 }
 
 /* ceil(quota / period) as a CPU count; 0 for "no limit". */
