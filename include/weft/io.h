@@ -34,8 +34,8 @@
  * waiter on the same direction displaces the first, which is woken
  * spuriously and registers again, so two such waiters keep waking each
  * other. A wait that ends without an event (timeout, cancellation, drop)
- * leaves its waker registered until the fd's next event or its
- * deregistration: the task's memory is kept until then.
+ * takes its waker back (weft_io_forget), so the slot keeps no reference
+ * to a task that stopped waiting.
  */
 #ifndef WEFT_IO_H
 #define WEFT_IO_H
@@ -103,11 +103,53 @@ int weft_io_ready(weft_io_t io, unsigned interest);
 void weft_io_clear(weft_io_t io, int snapshot);
 
 /*
- * Poll-level wait, for writing futures: a snapshot (> 0) if ready; else
- * cx's waker is registered for the direction(s) and 0 (= WEFT_PENDING is
- * the caller's to return) is the result; -EBADF, -EINVAL.
+ * Poll-level wait, for writing futures: a snapshot (> 0) if ready (then
+ * nothing is left registered by this call); else cx's waker is registered
+ * for the direction(s) and 0 (= WEFT_PENDING is the caller's to return) is
+ * the result; -EBADF, -EINVAL.
+ *
+ * A future whose wait can end without the fd's event (a deadline, being
+ * dropped) uses weft_io_poll_wait instead and calls weft_io_forget then:
+ * otherwise the registered waker, and with it the task's memory, is kept
+ * until the fd's next event or its deregistration.
  */
 int weft_io_poll_ready(weft_io_t io, unsigned interest, weft_cx_t *cx);
+
+/*
+ * A future's note of the waker its last poll left registered. Zero it
+ * (or = WEFT_IO_WAITER_INIT) before the first poll. Private fields: the
+ * waker is a copy for comparison, not a reference; it is never woken or
+ * dropped through the note.
+ */
+typedef struct weft_io_waiter {
+    weft_waker_t waker_;
+    unsigned dir_; /* directions registered and not yet seen ready */
+} weft_io_waiter_t;
+
+#define WEFT_IO_WAITER_INIT                                                                        \
+    {                                                                                              \
+        {NULL, NULL}, 0                                                                            \
+    }
+
+/*
+ * weft_io_poll_ready, noting in *wt what it left registered. A snapshot
+ * (> 0) also tells *wt that the registrations of its directions were
+ * consumed: readiness is set only by the event that then wakes them.
+ */
+int weft_io_poll_wait(weft_io_t io, unsigned interest, weft_cx_t *cx, weft_io_waiter_t *wt);
+
+/* Tell *wt about a snapshot (> 0) the future got from weft_io_ready. */
+void weft_io_waiter_saw(weft_io_waiter_t *wt, int snapshot);
+
+/*
+ * The future is finishing or being dropped, for whatever reason: take back
+ * the waker *wt notes as still registered (a wait ended by a deadline or a
+ * cancellation), out of the fd's slot. Another waker found there (a second
+ * waiter on the direction, which displaced ours) is woken: a spurious
+ * wake, never a lost one. Free when *wt notes nothing (the usual case
+ * after an event); works on a stale handle; leaves *wt empty.
+ */
+void weft_io_forget(weft_io_t io, weft_io_waiter_t *wt);
 
 /*
  * The readiness future. Output: a snapshot (> 0), -ETIMEDOUT at the
@@ -120,6 +162,7 @@ typedef struct weft_io_wait {
     unsigned interest;
     int64_t deadline;
     weft_timer_t timer;
+    weft_io_waiter_t waiter;
 } weft_io_wait_t;
 
 /* 0 or -EINVAL (NULL w, no direction in interest). */

@@ -229,6 +229,7 @@ typedef struct weft_tcp_accept {
     int err_;               /* set by a failed init: reported by poll */
     bool armed_;            /* timer_ may be armed */
     weft_timer_t timer_;
+    weft_io_waiter_t waiter_; /* the waker left registered, if any */
 } weft_tcp_accept_t;
 
 /*
@@ -269,6 +270,7 @@ typedef struct weft_tcp_connect {
     int err_;
     bool armed_;
     weft_timer_t timer_;
+    weft_io_waiter_t waiter_; /* the waker left registered, if any */
 } weft_tcp_connect_t;
 
 /*
@@ -315,6 +317,7 @@ typedef struct weft_tcp_xfer {
     int err_;
     bool armed_;
     weft_timer_t timer_;
+    weft_io_waiter_t waiter_; /* the waker left registered, if any */
 } weft_tcp_xfer_t;
 
 typedef weft_tcp_xfer_t weft_tcp_read_t;

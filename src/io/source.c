@@ -259,13 +259,25 @@ static void unregister_waker(weft_atomic_waker_t *aw, const weft_waker_t *w)
         weft_waker_drop(&cur);
 }
 
-int weft_io_poll_ready(weft_io_t io, unsigned interest, weft_cx_t *cx)
+void weft_io_waiter_saw(weft_io_waiter_t *wt, int snapshot)
+{
+    if (wt && snapshot > 0)
+        wt->dir_ &= ~(unsigned)snapshot;
+}
+
+int weft_io_poll_wait(weft_io_t io, unsigned interest, weft_cx_t *cx, weft_io_waiter_t *wt)
 {
     if (!cx)
         return -EINVAL;
     int r = weft_io_ready(io, interest);
-    if (r != 0)
+    if (r != 0) {
+        /* A stale handle's registration was taken by deregister. */
+        if (wt && r == -EBADF)
+            wt->dir_ = 0;
+        weft_io_waiter_saw(wt, r);
         return r;
+    }
+    interest &= WEFT__RD | WEFT__WR;
     weft__source_t *src = io.src_;
     const weft_waker_t *w = weft_cx_waker(cx);
     /* Register first, then re-check (the atomic waker's contract). */
@@ -274,16 +286,46 @@ int weft_io_poll_ready(weft_io_t io, unsigned interest, weft_cx_t *cx)
     if (interest & WEFT__WR)
         register_waker(&src->wr, w);
     r = weft_io_ready(io, interest);
-    if (r == -EBADF) {
-        /* The handle went stale while we registered, and the slot may
-         * already serve a new registration: take back what we put there
-         * (waking anything else we find, so nobody's wake-up is lost). */
+    if (r != 0) {
+        /* Ready after all (an event raced the registration; the caller
+         * will not wait, so nothing of it may stay behind), or the handle
+         * went stale and the slot may already serve a new registration.
+         * Take back what we put there, waking anything else we find so
+         * that nobody's wake-up is lost. */
         if (interest & WEFT__RD)
             unregister_waker(&src->rd, w);
         if (interest & WEFT__WR)
             unregister_waker(&src->wr, w);
+        if (wt)
+            wt->dir_ = 0;
+        return r;
     }
-    return r;
+    if (wt) {
+        wt->waker_ = *w; /* a copy for comparison, not a reference */
+        wt->dir_ = interest;
+    }
+    return 0;
+}
+
+int weft_io_poll_ready(weft_io_t io, unsigned interest, weft_cx_t *cx)
+{
+    return weft_io_poll_wait(io, interest, cx, NULL);
+}
+
+void weft_io_forget(weft_io_t io, weft_io_waiter_t *wt)
+{
+    if (!wt || !wt->dir_)
+        return;
+    weft__source_t *src = io.src_;
+    /* Slab memory outlives every handle, so a stale one is fine: the
+     * unregister below takes only our waker and wakes anything else. */
+    if (src) {
+        if (wt->dir_ & WEFT__RD)
+            unregister_waker(&src->rd, &wt->waker_);
+        if (wt->dir_ & WEFT__WR)
+            unregister_waker(&src->wr, &wt->waker_);
+    }
+    wt->dir_ = 0;
 }
 
 void weft__source_event(weft__driver_t *d, uint64_t token, uint32_t ready)
@@ -346,31 +388,34 @@ int weft_io_wait_init(weft_io_wait_t *w, weft_io_t io, unsigned interest, int64_
     w->interest = interest & (WEFT__RD | WEFT__WR);
     w->deadline = deadline;
     weft_timer_init(&w->timer);
+    w->waiter = (weft_io_waiter_t)WEFT_IO_WAITER_INIT;
     return 0;
-}
-
-static weft_poll_t io_wait_poll(void *state, weft_cx_t *cx, int64_t *out)
-{
-    weft_io_wait_t *w = state;
-    int r = weft_io_poll_ready(w->io, w->interest, cx);
-    if (r != 0) {
-        *out = r;
-        return WEFT_READY;
-    }
-    if (w->deadline != WEFT_FOREVER) {
-        int t = weft_timer_poll(&w->timer, w->deadline, cx);
-        if (t != WEFT_PENDING) {
-            *out = t == WEFT_READY ? -ETIMEDOUT : t;
-            return WEFT_READY;
-        }
-    }
-    return WEFT_PENDING;
 }
 
 static void io_wait_drop(void *state)
 {
     weft_io_wait_t *w = state;
     weft_timer_cancel(&w->timer);
+    weft_io_forget(w->io, &w->waiter);
+}
+
+static weft_poll_t io_wait_poll(void *state, weft_cx_t *cx, int64_t *out)
+{
+    weft_io_wait_t *w = state;
+    int r = weft_io_poll_wait(w->io, w->interest, cx, &w->waiter);
+    if (r == 0 && w->deadline != WEFT_FOREVER) {
+        int t = weft_timer_poll(&w->timer, w->deadline, cx);
+        if (t == WEFT_PENDING)
+            return WEFT_PENDING;
+        r = t == WEFT_READY ? -ETIMEDOUT : t;
+    }
+    if (r == 0)
+        return WEFT_PENDING;
+    /* Finished: a deadline leaves our waker registered (and, with both
+     * directions asked for, so does readiness of one of them). */
+    io_wait_drop(w);
+    *out = r;
+    return WEFT_READY;
 }
 
 const weft_future_vtable_t weft_io_wait_vtable = {io_wait_poll, io_wait_drop, "io_wait"};

@@ -15,7 +15,8 @@
  *   the drop (or a failure) closes it, so an abandoned attempt never
  *   leaks its fd.
  * - timer_ is armed only while waiting with a deadline (armed_), and
- *   disarmed at completion and in the drop.
+ *   disarmed at completion and in the drop; so is the waker that waiter_
+ *   notes as left in the stream's io slot.
  */
 #include <string.h>
 
@@ -48,12 +49,17 @@ int weft_tcp_connect_init(weft_tcp_connect_t *f, weft_runtime_t *rt, const struc
     return 0;
 }
 
+/* Cancel the deadline and take back a waker that no event consumed (a
+ * connect found finished at its deadline hands out a stream whose slot
+ * would otherwise keep this task). */
 static void connect_disarm(weft_tcp_connect_t *f)
 {
     if (f->armed_) {
         weft_timer_cancel(&f->timer_);
         f->armed_ = false;
     }
+    if (f->s_)
+        weft_io_forget(f->s_->io, &f->waiter_);
 }
 
 static void connect_abandon(weft_tcp_connect_t *f)
@@ -138,7 +144,7 @@ static weft_poll_t connect_poll(void *state, weft_cx_t *cx, int64_t *out)
             weft_waker_wake_by_ref(weft_cx_waker(cx)); /* readiness flapping: yield */
             return WEFT_PENDING;
         }
-        int snap = weft_io_poll_ready(s->io, WEFT_IO_WRITABLE, cx);
+        int snap = weft_io_poll_wait(s->io, WEFT_IO_WRITABLE, cx, &f->waiter_);
         if (snap < 0)
             return connect_ready(f, out, snap);
         if (snap == 0)

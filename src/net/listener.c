@@ -199,6 +199,7 @@ int weft_tcp_accept_init(weft_tcp_accept_t *f, weft_tcp_listener_t *l, weft_tcp_
     f->err_ = 0;
     f->armed_ = false;
     weft_timer_init(&f->timer_);
+    f->waiter_ = (weft_io_waiter_t)WEFT_IO_WAITER_INIT;
     if (out)
         *out = NULL;
     if (!l || !out)
@@ -208,6 +209,7 @@ int weft_tcp_accept_init(weft_tcp_accept_t *f, weft_tcp_listener_t *l, weft_tcp_
     return 0;
 }
 
+/* Cancel the timer and take back a waker that no event consumed. */
 static void accept_disarm(weft_tcp_accept_t *f)
 {
     if (f->armed_) {
@@ -215,6 +217,8 @@ static void accept_disarm(weft_tcp_accept_t *f)
         weft_timer_init(&f->timer_);
         f->armed_ = false;
     }
+    if (f->l_)
+        weft_io_forget(f->l_->io, &f->waiter_);
 }
 
 /* Empty close_waker of the waker this future left there. */
@@ -364,6 +368,7 @@ static weft_poll_t accept_poll(void *state, weft_cx_t *cx, int64_t *out)
     /* After a back-off this still says ready: exhaustion never clears it
      * (the connection that could not be taken is still queued). */
     int snap = weft_io_ready(l->io, WEFT_IO_READABLE);
+    weft_io_waiter_saw(&f->waiter_, snap);
     /* At the deadline one accept is made whatever the snapshot says (the
      * driver may not have reported the queued connection yet; net.h: a
      * passed deadline means one attempt). Its snapshot is made up and
@@ -373,7 +378,7 @@ static weft_poll_t accept_poll(void *state, weft_cx_t *cx, int64_t *out)
         if (snap < 0)
             return accept_ready(f, out, snap);
         if (snap == 0) {
-            snap = weft_io_poll_ready(l->io, WEFT_IO_READABLE, cx);
+            snap = weft_io_poll_wait(l->io, WEFT_IO_READABLE, cx, &f->waiter_);
             if (snap != 0)
                 continue;
             if (f->deadline_ == WEFT_FOREVER)

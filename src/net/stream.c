@@ -23,7 +23,10 @@
  *   event as the last data, and the next read must see it.
  * - timer_ is armed only while the future waits with a deadline (armed_);
  *   it is disarmed when the future completes and in its drop, so the timer
- *   wheel never points into freed state.
+ *   wheel never points into freed state. Likewise waiter_ notes a waker
+ *   left in the stream's io slot that no event has consumed (the wait ended
+ *   at its deadline, or the future is dropped while pending); completion and
+ *   drop take it back, so the slot never pins a task that stopped waiting.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -234,6 +237,7 @@ static int xfer_init(weft_tcp_xfer_t *f, weft_tcp_stream_t *s, const void *buf, 
     f->err_ = 0;
     f->armed_ = false;
     weft_timer_init(&f->timer_);
+    f->waiter_ = (weft_io_waiter_t)WEFT_IO_WAITER_INIT;
     if (done)
         *done = 0;
     if (!s || (!buf && len > 0) || len > (size_t)SSIZE_MAX)
@@ -275,12 +279,15 @@ size_t weft_tcp_xfer_done(const weft_tcp_xfer_t *f)
     return f ? f->done_ : 0;
 }
 
+/* Cancel the deadline and take back a waker that no event consumed. */
 static void xfer_disarm(weft_tcp_xfer_t *f)
 {
     if (f->armed_) {
         weft_timer_cancel(&f->timer_);
         f->armed_ = false;
     }
+    if (f->s_)
+        weft_io_forget(f->s_->io, &f->waiter_);
 }
 
 static void xfer_drop(void *state)
@@ -321,6 +328,7 @@ static int64_t xfer_step(weft_tcp_xfer_t *f, unsigned dir, weft_cx_t *cx)
     if (n > IO_MAX)
         n = IO_MAX;
     int snap = weft_io_ready(s->io, dir);
+    weft_io_waiter_saw(&f->waiter_, snap);
     bool last = false;
     for (int round = 0; round < SPURIOUS_MAX; round++) {
         if (snap < 0)
@@ -340,7 +348,7 @@ static int64_t xfer_step(weft_tcp_xfer_t *f, unsigned dir, weft_cx_t *cx)
                 return -ETIMEDOUT;
             weft_io_clear(s->io, snap);
         }
-        snap = weft_io_poll_ready(s->io, dir, cx);
+        snap = weft_io_poll_wait(s->io, dir, cx, &f->waiter_);
         if (snap != 0)
             continue; /* ready after all (or -EBADF): go round */
         if (f->deadline_ == WEFT_FOREVER)

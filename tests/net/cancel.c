@@ -6,13 +6,15 @@
  * out accept took no connection, a read that timed out leaves the stream
  * working, a passed deadline still makes one attempt before any event has
  * been reported, a stackless task cancelled mid-read drops its future
- * cleanly.
+ * cleanly, and a read or accept that ends by its deadline or by being
+ * dropped leaves no clone of its waker in the fd's slot.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 
 #include "net/net.h"
 #include "net/nt.h"
+#include "common/probe.h"
 #include "common/suspended.h"
 
 #define WAIT_NS (20 * WT_SEC)
@@ -378,6 +380,55 @@ Test(net_cancel, accept_cancelled_then_works, .timeout = 60)
     cr_expect_eq(r, 0);
     close(fd);
     cr_expect_eq(weft_tcp_listener_close(l), 0);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* ---- a wait that ends without an event leaves no waker behind -------------------------------- */
+
+Test(net_cancel, ended_waits_give_their_wakers_back, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    duo_t d;
+    duo(rt, &d);
+    uint8_t buf[16];
+    weft_tcp_read_t rd;
+    weft_tcp_accept_t ac;
+    weft_tcp_stream_t *s = NULL;
+    /* 0: read at its deadline, 1: read dropped, 2: accept at its deadline,
+     * 3: accept dropped. One probe each: a waker left behind by one case
+     * must not look like the next one's. */
+    wt_probe_t probes[4];
+    for (int k = 0; k < 4; k++) {
+        int64_t dl = k % 2 == 0 ? weft_now() + 20 * WT_MS : WEFT_FOREVER;
+        wt_probe_t *p = &probes[k];
+        *p = (wt_probe_t){.drop_after = k % 2 == 0 ? 0 : 3};
+        if (k < 2) {
+            cr_assert_eq(weft_tcp_read_init(&rd, d.b, buf, sizeof buf, dl), 0);
+            p->vt = &weft_tcp_read_vtable;
+            p->inner = &rd;
+        } else {
+            cr_assert_eq(weft_tcp_accept_init(&ac, d.l, &s, NULL, dl), 0);
+            p->vt = &weft_tcp_accept_vtable;
+            p->inner = &ac;
+        }
+        wt_probe_run(rt, p);
+        cr_expect_eq(p->finished, k % 2 == 0 ? 1 : 2, "case %d", k);
+        if (k % 2 == 0)
+            cr_expect_eq(p->v, -ETIMEDOUT, "case %d", k);
+        cr_expect_geq(atomic_load(&p->tw.clones), 1, "case %d registered", k);
+        cr_expect_eq(wt_tw_live(&p->tw), 0, "case %d: a clone is still held", k);
+    }
+    cr_expect_null(s);
+    /* Both still work. */
+    op_t w = {&d, (uint8_t *)"abc", 3, 1, 0};
+    int r = -1;
+    cr_assert_eq(weft_runtime_run_coro(rt, write_str, &w, NULL, &r), 0);
+    op_t o = {&d, buf, sizeof buf, 1, 0};
+    cr_assert_eq(weft_runtime_run_coro(rt, read_now, &o, NULL, &r), 0);
+    cr_expect_eq(r, 3);
+    cr_expect_eq(weft__tcp_stream_refs(d.b), 1);
+    cr_expect_eq(weft__tcp_listener_refs(d.l), 1);
+    duo_close(&d);
     cr_expect_eq(wt_finish(rt), 0);
 }
 

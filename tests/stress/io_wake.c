@@ -8,8 +8,11 @@
  * pairs in random chunks (each chunk carries a running sequence number per
  * pair, so a lost, duplicated or reordered byte is detected). Meanwhile a
  * churn thread registers and deregisters other fds over and over, so slab
- * slots are reused while the driver reports events for them. A lost wake
- * shows as a reader that never finishes (joins have a deadline).
+ * slots are reused while the driver reports events for them. Half the
+ * coroutine readers wait with short random deadlines, so waits end by
+ * timeout while the driver wakes them and each ending takes its waker back
+ * (weft_io_forget) against the driver's wake. A lost wake shows as a
+ * reader that never finishes (joins have a deadline).
  */
 #define STRESS_NAME "io_wake"
 #include <errno.h>
@@ -35,10 +38,12 @@ typedef struct pair {
     uint32_t rseq;         /* reader only */
     int got;               /* reader only */
     int snap;              /* stackless reader: snapshot to clear */
+    uint32_t rng;          /* reader only: deadlines of the timed readers */
 } pair_t;
 
 static pair_t pairs[PAIRS];
 static _Atomic int stop_threads;
+static _Atomic long timeouts; /* waits of the timed readers that hit their deadline */
 
 /* Read what is there; 1 when all bytes arrived, 0 on EAGAIN, <0 error. */
 static int drain(pair_t *p)
@@ -70,7 +75,14 @@ static int coro_reader(void *arg)
         if (rc != 0)
             return rc == 1 ? 0 : rc;
         weft_io_clear(p->io, snap);
-        int w = weft_io_wait_ready(p->io, WEFT_IO_READABLE, WEFT_FOREVER);
+        int64_t deadline = WEFT_FOREVER;
+        if (p->rng) /* a timed reader: 0-100 us, often before the data */
+            deadline = weft_now() + (int64_t)(wt_rng(&p->rng) % 100000);
+        int w = weft_io_wait_ready(p->io, WEFT_IO_READABLE, deadline);
+        if (w == -ETIMEDOUT && p->rng) {
+            atomic_fetch_add_explicit(&timeouts, 1, memory_order_relaxed);
+            continue;
+        }
         if (w < 0)
             return w;
     }
@@ -173,6 +185,7 @@ static void run(unsigned workers)
         CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p->sv) == 0, "socketpair");
         pthread_mutex_init(&p->wlock, NULL);
         CHECK(weft_io_register(rt, p->sv[0], &p->io) == 0, "register");
+        p->rng = i % 4 == 0 ? (uint32_t)i + 1 : 0;
         int rc;
         if (i % 2 == 0)
             rc = weft_spawn_coro(rt, coro_reader, p, NULL, &h[i]);
@@ -218,8 +231,10 @@ int main(void)
 {
     BYTES = WT_TSAN ? 20000 : 200000;
     for (unsigned w = 1; w <= 4; w *= 2) {
+        atomic_store(&timeouts, 0);
         run(w);
-        printf("io_wake: %u workers: %d pairs x %d bytes, all counted\n", w, PAIRS, BYTES);
+        printf("io_wake: %u workers: %d pairs x %d bytes, all counted (%ld timed-out waits)\n", w,
+               PAIRS, BYTES, atomic_load(&timeouts));
     }
     return 0;
 }

@@ -1,0 +1,157 @@
+/*
+ * io/forget.c - a readiness wait that ends without the fd's event gives
+ * its waker back: after a deadline, after the future is dropped while it
+ * waits, and after a wait on both directions that one of them ended.
+ * Before weft_io_forget the fd's slot kept a clone of the waker (and so
+ * the task's memory) until the fd's next event or its deregistration.
+ * The futures run under common/probe.h, whose counting waker shows every
+ * clone that is still alive.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/probe.h"
+
+#define WAIT_NS (10 * WT_SEC)
+
+static void nb_pair(int sv[2])
+{
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+static bool readable(void *arg)
+{
+    return weft_io_ready(*(weft_io_t *)arg, WEFT_IO_READABLE) > 0;
+}
+
+static bool writable(void *arg)
+{
+    return weft_io_ready(*(weft_io_t *)arg, WEFT_IO_WRITABLE) > 0;
+}
+
+Test(io_forget, deadline_gives_the_waker_back, .timeout = 30)
+{
+    weft_runtime_t *rt = wt_runtime(1);
+    int sv[2];
+    nb_pair(sv);
+    weft_io_t io;
+    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    weft_io_wait_t w;
+    cr_assert_eq(weft_io_wait_init(&w, io, WEFT_IO_READABLE, weft_now() + 20 * WT_MS), 0);
+    wt_probe_t p = {.vt = &weft_io_wait_vtable, .inner = &w};
+    wt_probe_run(rt, &p);
+    cr_expect_eq(p.finished, 1);
+    cr_expect_eq(p.v, -ETIMEDOUT);
+    cr_expect_geq(atomic_load(&p.tw.clones), 2, "the slot and the timer held clones");
+    cr_expect_eq(wt_tw_live(&p.tw), 0, "a clone is still held");
+    /* The fd is still watched: an event is reported, and wakes nobody. */
+    int wakes = atomic_load(&p.tw.wakes) + atomic_load(&p.tw.wake_refs);
+    cr_assert_eq(write(sv[1], "x", 1), 1);
+    cr_expect(wt_wait_until(readable, &io, WAIT_NS));
+    cr_expect_eq(atomic_load(&p.tw.wakes) + atomic_load(&p.tw.wake_refs), wakes);
+    cr_expect_eq(weft_io_deregister(io), 0);
+    close(sv[0]);
+    close(sv[1]);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+Test(io_forget, drop_gives_the_waker_back, .timeout = 30)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    int sv[2];
+    nb_pair(sv);
+    weft_io_t io;
+    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    weft_io_wait_t w;
+    cr_assert_eq(weft_io_wait_init(&w, io, WEFT_IO_READABLE, WEFT_FOREVER), 0);
+    wt_probe_t p = {.vt = &weft_io_wait_vtable, .inner = &w, .drop_after = 3};
+    wt_probe_run(rt, &p);
+    cr_expect_eq(p.finished, 2);
+    cr_expect_geq(atomic_load(&p.tw.clones), 1);
+    cr_expect_eq(wt_tw_live(&p.tw), 0, "a clone is still held");
+    cr_expect_eq(weft_io_deregister(io), 0);
+    close(sv[0]);
+    close(sv[1]);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* Fill sv[0]'s way out until it would block, and forget the writability
+ * the driver reported; true once the fd shows no readiness at all. */
+static bool make_unwritable(weft_io_t io, int fd)
+{
+    static char chunk[4096];
+    for (int round = 0; round < 100; round++) {
+        int snap = weft_io_ready(io, WEFT_IO_WRITABLE);
+        while (write(fd, chunk, sizeof chunk) > 0) {
+        }
+        weft_io_clear(io, snap);
+        if (weft_io_ready(io, WEFT_IO_READABLE | WEFT_IO_WRITABLE) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool registered_twice(void *arg)
+{
+    return atomic_load(&((wt_probe_t *)arg)->tw.clones) >= 2;
+}
+
+/* A wait on both directions that readability ends leaves its write
+ * waker registered unless it takes it back. */
+Test(io_forget, both_directions_one_ready, .timeout = 30)
+{
+    weft_runtime_t *rt = wt_runtime(1);
+    int sv[2];
+    nb_pair(sv);
+    weft_io_t io;
+    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    /* The registration's first event says writable: wait for it, so that
+     * it cannot arrive after the clear below. */
+    cr_assert(wt_wait_until(writable, &io, WAIT_NS));
+    cr_assert(make_unwritable(io, sv[0]));
+    weft_io_wait_t w;
+    cr_assert_eq(weft_io_wait_init(&w, io, WEFT_IO_READABLE | WEFT_IO_WRITABLE, WEFT_FOREVER), 0);
+    wt_probe_t p = {.vt = &weft_io_wait_vtable, .inner = &w, .drop_after = 3};
+    /* Three polls register both directions and then give up... */
+    wt_probe_run(rt, &p);
+    cr_expect_eq(p.finished, 2);
+    cr_expect_eq(wt_tw_live(&p.tw), 0);
+    /* ... and a wait that readability ends. */
+    cr_assert_eq(weft_io_wait_init(&w, io, WEFT_IO_READABLE | WEFT_IO_WRITABLE, WEFT_FOREVER), 0);
+    wt_probe_t q = {.vt = &weft_io_wait_vtable, .inner = &w};
+    weft_task_t *h;
+    wt_probe_t *qp = &q;
+    cr_assert_eq(weft_spawn(rt, &wt_probe_vt, &qp, sizeof qp, &h), 0);
+    /* Write only once the wait has registered both directions. */
+    cr_assert(wt_wait_until(registered_twice, &q, WAIT_NS));
+    cr_assert_eq(write(sv[1], "x", 1), 1);
+    cr_assert_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), 0);
+    cr_expect_eq(q.finished, 1);
+    cr_expect(q.v > 0 && WEFT_IO_MASK(q.v) == WEFT_IO_READABLE, "snapshot %lld", (long long)q.v);
+    cr_expect_eq(wt_tw_live(&q.tw), 0, "the write waker is still held");
+    cr_expect_eq(weft_io_deregister(io), 0);
+    close(sv[0]);
+    close(sv[1]);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* The note is empty after an event: forgetting then touches nothing, and
+ * a stale or null handle is harmless. */
+Test(io_forget, forget_edge_cases, .timeout = 30)
+{
+    weft_io_waiter_t wt = WEFT_IO_WAITER_INIT;
+    weft_io_forget((weft_io_t){NULL, 0}, &wt);
+    weft_io_forget((weft_io_t){NULL, 0}, NULL);
+    wt.dir_ = WEFT_IO_READABLE;
+    weft_io_forget((weft_io_t){NULL, 0}, &wt);
+    cr_expect_eq(wt.dir_, 0u);
+    weft_io_waiter_saw(NULL, 1);
+    wt.dir_ = WEFT_IO_READABLE | WEFT_IO_WRITABLE;
+    weft_io_waiter_saw(&wt, -EBADF);
+    cr_expect_eq(wt.dir_, WEFT_IO_READABLE | WEFT_IO_WRITABLE, "an error is not readiness");
+    weft_io_waiter_saw(&wt, (int)WEFT_IO_READABLE);
+    cr_expect_eq(wt.dir_, WEFT_IO_WRITABLE);
+    cr_expect_eq(weft_io_poll_wait((weft_io_t){NULL, 0}, WEFT_IO_READABLE, NULL, &wt), -EINVAL);
+}
