@@ -21,8 +21,9 @@
  *    trailing zeros) starts at or before it. When that slot's start is
  *    reached, its entries are fired or re-linked one level (or more)
  *    lower: the cascade. process empties that slot completely before it
- *    looks for the next one, even across the unlocked wake-up of a full
- *    batch (the only time elapsed's own slot is not empty).
+ *    looks for the next one, even across the unlocks it makes to wake a
+ *    full batch or after MOVES_MAX moves (the only times elapsed's own
+ *    slot is not empty).
  *  - Ticks are < 2^(64 - SHIFT) (deadlines are int64_t), so LEVELS levels
  *    cover every deadline without the top level wrapping around.
  *  - occupied[L] bit s is set iff slots[L][s] is non-empty.
@@ -49,6 +50,9 @@
 #define LEVELS ((63 - SHIFT) / 6 + 1)
 #define SLOTS 64
 #define BATCH 64 /* wakers woken per unlock in process */
+/* Entries process moves (fires or cascades) per hold of the lock, so that
+ * an arm or cancel never waits behind a whole cascading slot. */
+#define MOVES_MAX 256
 
 #ifdef WEFT__TIMERS_MUTEX
 #include <pthread.h>
@@ -239,9 +243,10 @@ int64_t weft__timers_process(weft__timers_t *tm, int64_t now)
         /* Empty this slot completely before looking for the next one: its
          * cascade fills lower levels, which must not be processed while
          * entries of this slot (due now, or earlier than those) remain. */
-        for (;;) {
+        for (unsigned moves = 0;; moves = 0) {
             weft_timer_t *t;
-            while (n < BATCH && (t = tm->slots[lvl][slot])) {
+            while (n < BATCH && moves < MOVES_MAX && (t = tm->slots[lvl][slot])) {
+                moves++;
                 unlink_entry(tm, t);
                 uint64_t when = to_tick(t->deadline_);
                 if (when > tick) { /* cascade: when is inside this slot, so lower */
@@ -257,11 +262,12 @@ int64_t weft__timers_process(weft__timers_t *tm, int64_t now)
                  * is the last access to t. */
                 atomic_store_explicit(&t->state_, WEFT__TIMER_FIRED, memory_order_release);
             }
-            if (n < BATCH)
-                break;
-            /* A full batch: wake it unlocked, then finish the slot. Arms
-             * meanwhile link relative to elapsed == this slot's start, so
-             * never into this slot; cancels may only shrink it. */
+            if (n < BATCH && moves < MOVES_MAX)
+                break; /* the slot is empty */
+            /* A full batch, or a long cascade: unlock (waking the batch),
+             * then finish the slot. Arms meanwhile link relative to
+             * elapsed == this slot's start, so never into this slot;
+             * cancels may only shrink it. */
             UNLOCK(&tm->lock);
             wake_all(batch, n);
             n = 0;

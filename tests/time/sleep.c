@@ -6,9 +6,13 @@
  * leaves the wheel), shutdown with sleepers, and bad input.
  *
  * Timing: never-early and ordering (deadlines 10 ms apart) are asserted
- * strictly; lateness only against LATE_MAX (200 ms plus the wheel's
- * resolution), far beyond anything but a stalled machine. Futures record
- * into memory the test thread reads after joining (the join orders it).
+ * strictly. Lateness is not a precision claim here: the wheel's precision
+ * is asserted exactly, on a simulated clock, in wheel.c, and measured by
+ * the W6 benchmark (lateness p50/p99). LATE_MAX (2 s) only catches a timer
+ * that fires grossly late, which no stall of a loaded CI machine comes
+ * near (it was 200 ms, and a run with ASan and a qemu job sharing two
+ * cores once failed it). Futures record into memory the test thread reads
+ * after joining (the join orders it).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -18,7 +22,7 @@
 #include "time/timers.h"
 
 #define WAIT_NS (20 * WT_SEC)
-#define LATE_MAX (200 * WT_MS + WEFT_TIMER_RESOLUTION_NS)
+#define LATE_MAX (2 * WT_SEC)
 
 TestSuite(sleep, .timeout = 60);
 
