@@ -23,6 +23,10 @@
  * so an event that arrives while it runs one is polled and run by the
  * peer instead of waiting for it (workers bound to CPUs, so that the
  * kernel cannot queue the woken peer behind the busy one).
+ *
+ * All of this also depends on when the kernel runs a woken thread, so on a
+ * loaded machine a single burst or round can miss: each case gets up to
+ * ATTEMPTS (5) and must show its behaviour in one of them (bursts_until).
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -127,14 +131,35 @@ static int run_burst(int64_t help_delay_ns)
     return distinct;
 }
 
+/*
+ * Who runs the burst depends on the kernel too: on a loaded machine (ctest
+ * runs two programs at once) a woken peer may get no CPU before the burst
+ * is over, or a worker may be preempted long enough to look busy. So each
+ * case runs up to ATTEMPTS bursts and passes as soon as one shows the
+ * behaviour; a policy that never does fails every time. Returns the
+ * number of bursts it took, 0 if none showed it.
+ */
+#define ATTEMPTS 5
+
+static int bursts_until(int64_t help_delay_ns, int want)
+{
+    for (int attempt = 1; attempt <= ATTEMPTS; attempt++) {
+        int got = run_burst(help_delay_ns);
+        if (got == want)
+            return attempt;
+        cr_log_warn("burst %d: %d thread(s) ran it, want %d", attempt, got, want);
+    }
+    return 0;
+}
+
 Test(help, a_lasting_backlog_gets_a_peer)
 {
-    cr_expect_eq(run_burst(0), 2, "3.8 ms of work, a peer parked: it must be woken to help");
+    cr_expect_gt(bursts_until(0, 2), 0, "3.8 ms of work, a peer parked: it must be woken to help");
 }
 
 Test(help, at_once_wakes_a_peer)
 {
-    cr_expect_eq(run_burst(WEFT_HELP_AT_ONCE), 2);
+    cr_expect_gt(bursts_until(WEFT_HELP_AT_ONCE, 2), 0);
 }
 
 Test(help, a_burst_shorter_than_the_delay_stays_on_one_worker)
@@ -142,7 +167,7 @@ Test(help, a_burst_shorter_than_the_delay_stays_on_one_worker)
     const char *drv = getenv("WEFT_TEST_DRIVER");
     if (drv && strcmp(drv, "thread") == 0)
         cr_skip_test("the driver thread shares every batch at once");
-    cr_expect_eq(run_burst(WEFT_HELP_DELAY_MAX_NS), 1,
+    cr_expect_gt(bursts_until(WEFT_HELP_DELAY_MAX_NS, 1), 0,
                  "3.8 ms of work against a 1 s delay: no peer should be woken");
 }
 
@@ -220,7 +245,10 @@ Test(help, long_tasks_hand_the_poller_over, .timeout = 60)
     /* Teach both workers that poller tasks here are long. */
     for (int r = 0; r < 8; r++)
         poke_and_wait(&l[0], sv[0][1]);
-    for (int r = 0; r < 3; r++) {
+    /* As with the bursts, the kernel may not run the woken peer in time on
+     * a loaded machine: up to ATTEMPTS rounds, one must show the hand-over. */
+    int shown = 0;
+    for (int r = 0; r < ATTEMPTS && !shown; r++) {
         int runs_a = atomic_load(&l[0].runs), runs_b = atomic_load(&l[1].runs);
         cr_assert_eq(write(sv[0][1], "x", 1), 1);
         /* A has started this run (its start is past its last end). */
@@ -228,9 +256,12 @@ Test(help, long_tasks_hand_the_poller_over, .timeout = 60)
         cr_assert_eq(write(sv[1][1], "y", 1), 1);
         cr_assert(wt_wait_int_ge(&l[0].runs, runs_a + 1, WAIT_NS));
         cr_assert(wt_wait_int_ge(&l[1].runs, runs_b + 1, WAIT_NS));
-        cr_expect_lt(atomic_load(&l[1].start), atomic_load(&l[0].end),
-                     "round %d: B, written while A ran for 20 ms, started only after A ended", r);
+        if (atomic_load(&l[1].start) < atomic_load(&l[0].end))
+            shown = r + 1;
+        else
+            cr_log_warn("round %d: B, written while A ran for 20 ms, started after A ended", r);
     }
+    cr_expect_gt(shown, 0, "B never started while A ran: the poller was not handed over");
     for (int i = 0; i < 2; i++) {
         close(sv[i][1]); /* end of stream: the coroutine returns */
         int64_t out = -1;
