@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct ck_ec_ops;
@@ -151,6 +152,9 @@ int weft__epoll_create(void);
 int weft__epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 /* Events returned (0 on timeout or EINTR) or -errno; timeout_ns < 0: none. */
 int weft__epoll_wait(int epfd, weft__epoll_event_t *evs, int max, int64_t timeout_ns);
+/* False once epoll_pwait2 was found missing and waits are rounded up to
+ * whole milliseconds (for tests: a silent fallback would cost precision). */
+bool weft__epoll_precise(void);
 /* A non-blocking O_CLOEXEC eventfd: fd or -errno. */
 int weft__eventfd_create(void);
 void weft__eventfd_signal(int fd);

@@ -2,7 +2,8 @@
  * poll.c - the system calls of the driver thread: epoll, an eventfd to wake
  * it, closing fds, and the thread's timer slack.
  *
- * Owns: weft__epoll_*, weft__eventfd_*, weft__fd_close,
+ * Owns: weft__epoll_* (weft__epoll_precise tells whether waits are still
+ * unrounded), weft__eventfd_*, weft__fd_close,
  * weft__thread_timer_slack. src/io's epoll backend is their only user.
  *
  * Invariants:
@@ -11,8 +12,8 @@
  * - Waits take a relative timeout in nanoseconds and pass it to
  *   epoll_pwait2 unrounded (epoll_wait would round up to whole ms); a
  *   negative timeout waits without limit. Where epoll_pwait2 does not
- *   exist (ENOSYS) epoll_wait is used, the timeout rounded up. EINTR is returned as 0 events:
- *   the driver loop simply goes round again.
+ *   exist (ENOSYS) epoll_wait is used, the timeout rounded up. EINTR is
+ *   returned as 0 events: the driver loop simply goes round again.
  * - The caller's errno is preserved; results are negative errno.
  */
 #include "platform/platform.h"
@@ -81,6 +82,11 @@ int weft__epoll_wait(int epfd, weft__epoll_event_t *evs, int max, int64_t timeou
     int rc = n < 0 ? (errno == EINTR ? 0 : -errno) : n;
     errno = saved;
     return rc;
+}
+
+bool weft__epoll_precise(void)
+{
+    return !atomic_load_explicit(&no_pwait2, memory_order_relaxed);
 }
 
 int weft__eventfd_create(void)
