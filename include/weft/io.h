@@ -12,7 +12,7 @@
  *       r = weft_io_wait_ready(io, WEFT_IO_READABLE, deadline);  // coroutine
  *       if (r < 0) break;                     // -ETIMEDOUT, -ECANCELED, -EBADF
  *   }
- *   weft_io_deregister(io);                   // before close(fd)
+ *   weft_io_close(io);                        // deregister, then close(fd)
  *
  * Model. A registered fd is watched edge-triggered for both directions, once,
  * for as long as it is registered. The driver keeps a readiness word per fd:
@@ -83,9 +83,18 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out);
  * and the handle's slot stays in use. Adapters whose library closes fds
  * itself must hook its close to deregister first (deregistering after the
  * close, once the fd number may be reused, could remove the new fd's
- * registration from epoll).
+ * registration from epoll); weft_io_close does both in that order.
  */
 int weft_io_deregister(weft_io_t io);
+
+/*
+ * Deregister, then close(2) the fd: the call an adapter hooks into its
+ * library's close (see above), in the one safe order. Waiters are woken
+ * with -EBADF first. 0; -EBADF for a stale handle (nothing is closed: the
+ * fd number may belong to someone else by now); or close's error, after
+ * which the fd is released all the same (Linux never keeps it).
+ */
+int weft_io_close(weft_io_t io);
 
 /* The fd of a live handle, or -EBADF. */
 int weft_io_fd(weft_io_t io);

@@ -1,7 +1,7 @@
 /*
  * source.c - registered fds: the slab of sources, readiness and its
- * wakers, and the public calls of weft/io.h (register, deregister, ready,
- * clear, the readiness future and its coroutine form).
+ * wakers, and the public calls of weft/io.h (register, deregister, close,
+ * ready, clear, forget, the readiness future and its coroutine form).
  *
  * Invariants (source.h has the layout):
  * - A source slot is free iff fd == -1; it is on the free list then.
@@ -19,6 +19,7 @@
 #include <weft/coro.h>
 
 #include "io/source.h"
+#include "platform/platform.h"
 #include "runtime/runtime_internal.h"
 
 static weft__source_t *slot(weft__driver_t *d, uint32_t index)
@@ -138,7 +139,8 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
     return 0;
 }
 
-int weft_io_deregister(weft_io_t io)
+/* weft_io_deregister; *fd_out gets the fd it watched. */
+static int deregister(weft_io_t io, int *fd_out)
 {
     weft__source_t *src = io.src_;
     if (!src)
@@ -150,6 +152,7 @@ int weft_io_deregister(weft_io_t io)
         return -EBADF;
     }
     int fd = atomic_load_explicit(&src->fd, memory_order_relaxed);
+    *fd_out = fd;
     /* The fd may already be closed by a careless caller: nothing to undo. */
     (void)d->be_ops->del(d->be, fd);
     /* Release, as register's store of gen (live() and the driver's event
@@ -176,6 +179,21 @@ int weft_io_deregister(weft_io_t io)
     weft_waker_wake(&rd);
     weft_waker_wake(&wr);
     return 0;
+}
+
+int weft_io_deregister(weft_io_t io)
+{
+    int fd;
+    return deregister(io, &fd);
+}
+
+int weft_io_close(weft_io_t io)
+{
+    int fd;
+    int rc = deregister(io, &fd);
+    /* Only after the deregistration: the fd number cannot be reused while
+     * epoll still watches it, and the waiters have been told. */
+    return rc != 0 ? rc : weft__fd_close(fd);
 }
 
 int weft_io_fd(weft_io_t io)

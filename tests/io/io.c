@@ -213,6 +213,37 @@ Test(io, deregister_wakes_the_waiter_with_ebadf, .timeout = 30)
     cr_expect_eq(wt_finish(rt), 0);
 }
 
+/* weft_io_close: the waiter hears -EBADF, the fd is closed; a stale
+ * handle closes nothing (the fd number may be someone else's by then). */
+Test(io, close_deregisters_then_closes, .timeout = 30)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    int sv[2];
+    nb_pair(sv);
+    reader_t r;
+    weft_task_t *h = start_reader(rt, &r, sv[0]);
+    wt_wait_suspended(h);
+    cr_assert_eq(weft_io_close(r.io), 0);
+    int64_t out = 0;
+    cr_assert_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, &out), 0);
+    cr_expect_eq(out, -EBADF);
+    cr_expect_eq(fcntl(sv[0], F_GETFD), -1, "the fd was closed");
+    cr_expect_eq(weft_io_close(r.io), -EBADF);
+    /* A stale handle whose fd number is open again: left alone. */
+    int again[2];
+    nb_pair(again);
+    weft_io_t io;
+    cr_assert_eq(weft_io_register(rt, again[0], &io), 0);
+    cr_assert_eq(weft_io_deregister(io), 0);
+    cr_expect_eq(weft_io_close(io), -EBADF);
+    cr_expect_eq(weft_io_close((weft_io_t){NULL, 0}), -EBADF);
+    cr_expect_geq(fcntl(again[0], F_GETFD), 0, "a stale handle closed an fd");
+    close(again[0]);
+    close(again[1]);
+    close(sv[1]);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
 Test(io, stale_handle_after_slot_reuse, .timeout = 30)
 {
     weft_runtime_t *rt = wt_runtime(1);
@@ -492,8 +523,7 @@ Test(io, header_example_waits_once_per_message, .timeout = 30)
     cr_expect_eq(out, 0);
     int waits = atomic_load(&e.waits);
     cr_expect_leq(waits, 4 * EX_MSGS, "%d waits for %d messages", waits, EX_MSGS);
-    cr_expect_eq(weft_io_deregister(e.io), 0);
-    close(sv[0]);
+    cr_expect_eq(weft_io_close(e.io), 0); /* as the example ends */
     close(sv[1]);
     cr_expect_eq(wt_finish(rt), 0);
 }
