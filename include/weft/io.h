@@ -125,38 +125,42 @@ void weft_io_clear(weft_io_t io, int snapshot);
 int weft_io_poll_ready(weft_io_t io, unsigned interest, weft_cx_t *cx);
 
 /*
- * A future's note of the waker its last poll left registered. Zero it
- * (or = WEFT_IO_WAITER_INIT) before the first poll. Private fields: the
- * waker is a copy for comparison, not a reference; it is never woken or
- * dropped through the note.
+ * A future's note of what its last poll left registered: the directions
+ * whose waker is in the fd's slot and has not been seen consumed. Zero it
+ * (or = WEFT_IO_WAITER_INIT) before the first poll. Private field.
  */
 typedef struct weft_io_waiter {
-    weft_waker_t waker_;
-    unsigned dir_; /* directions registered and not yet seen ready */
+    unsigned dir_;
 } weft_io_waiter_t;
 
 #define WEFT_IO_WAITER_INIT                                                                        \
     {                                                                                              \
-        {NULL, NULL}, 0                                                                            \
+        0                                                                                          \
     }
 
 /*
  * weft_io_poll_ready, noting in *wt what it left registered. A snapshot
  * (> 0) also tells *wt that the registrations of its directions were
- * consumed: readiness is set only by the event that then wakes them.
+ * consumed (readiness is set only by the event that then wakes them), and
+ * -EBADF that all were (deregistration takes every waker).
  */
 int weft_io_poll_wait(weft_io_t io, unsigned interest, weft_cx_t *cx, weft_io_waiter_t *wt);
 
-/* Tell *wt about a snapshot (> 0) the future got from weft_io_ready. */
+/* Tell *wt about a result (a snapshot, -EBADF) the future got from
+ * weft_io_ready. */
 void weft_io_waiter_saw(weft_io_waiter_t *wt, int snapshot);
 
 /*
- * The future is finishing or being dropped, for whatever reason: take back
- * the waker *wt notes as still registered (a wait ended by a deadline or a
- * cancellation), out of the fd's slot. Another waker found there (a second
- * waiter on the direction, which displaced ours) is woken: a spurious
- * wake, never a lost one. Free when *wt notes nothing (the usual case
- * after an event); works on a stale handle; leaves *wt empty.
+ * The future is finishing or being dropped, for whatever reason: take
+ * the registration *wt notes (a wait ended by a deadline or a
+ * cancellation) back out of the fd's slot, so that the slot keeps no
+ * reference to the task. What is taken is woken, never dropped: it may be
+ * another waiter's (which displaced ours), or our own task's registration
+ * on behalf of another of its futures waiting on the same fd; so the task
+ * may be polled once spuriously. Free when *wt notes nothing (the usual
+ * case after an event); does nothing on a stale handle (deregistration
+ * took every waker; the slot may serve a new registration now); leaves
+ * *wt empty.
  */
 void weft_io_forget(weft_io_t io, weft_io_waiter_t *wt);
 

@@ -266,21 +266,30 @@ static void register_waker(weft_atomic_waker_t *aw, const weft_waker_t *w)
         weft_waker_drop(&old);
 }
 
-/* Take w back out of aw; wake whatever else is found there. */
-static void unregister_waker(weft_atomic_waker_t *aw, const weft_waker_t *w)
+/*
+ * Take a registration back out of aw: whatever is there is woken, never
+ * dropped, even a waker of our own task. will_wake tells tasks apart, not
+ * futures: another future of the same task (a second wait on this fd and
+ * direction inside one combinator) may be relying on that very clone, and
+ * dropping it would leave that future asleep for good. Our own task pays
+ * one spurious poll for it, on a path (a wait that ended without its
+ * event) that is rare.
+ */
+static void unregister_waker(weft_atomic_waker_t *aw)
 {
     weft_waker_t cur;
     weft_atomic_waker_take(aw, &cur);
-    if (cur.vtable && !weft_waker_will_wake(&cur, w))
-        weft_waker_wake(&cur);
-    else
-        weft_waker_drop(&cur);
+    weft_waker_wake(&cur);
 }
 
 void weft_io_waiter_saw(weft_io_waiter_t *wt, int snapshot)
 {
-    if (wt && snapshot > 0)
+    if (!wt)
+        return;
+    if (snapshot > 0)
         wt->dir_ &= ~(unsigned)snapshot;
+    else if (snapshot == -EBADF)
+        wt->dir_ = 0; /* deregistration took (and woke) every waker */
 }
 
 int weft_io_poll_wait(weft_io_t io, unsigned interest, weft_cx_t *cx, weft_io_waiter_t *wt)
@@ -289,9 +298,6 @@ int weft_io_poll_wait(weft_io_t io, unsigned interest, weft_cx_t *cx, weft_io_wa
         return -EINVAL;
     int r = weft_io_ready(io, interest);
     if (r != 0) {
-        /* A stale handle's registration was taken by deregister. */
-        if (wt && r == -EBADF)
-            wt->dir_ = 0;
         weft_io_waiter_saw(wt, r);
         return r;
     }
@@ -311,17 +317,15 @@ int weft_io_poll_wait(weft_io_t io, unsigned interest, weft_cx_t *cx, weft_io_wa
          * Take back what we put there, waking anything else we find so
          * that nobody's wake-up is lost. */
         if (interest & WEFT__RD)
-            unregister_waker(&src->rd, w);
+            unregister_waker(&src->rd);
         if (interest & WEFT__WR)
-            unregister_waker(&src->wr, w);
+            unregister_waker(&src->wr);
         if (wt)
             wt->dir_ = 0;
         return r;
     }
-    if (wt) {
-        wt->waker_ = *w; /* a copy for comparison, not a reference */
+    if (wt)
         wt->dir_ = interest;
-    }
     return 0;
 }
 
@@ -334,14 +338,18 @@ void weft_io_forget(weft_io_t io, weft_io_waiter_t *wt)
 {
     if (!wt || !wt->dir_)
         return;
-    weft__source_t *src = io.src_;
-    /* Slab memory outlives every handle, so a stale one is fine: the
-     * unregister below takes only our waker and wakes anything else. */
+    /* A stale handle has nothing of ours left: deregistration took every
+     * waker under the slab lock, and a registration that raced it took
+     * itself back in weft_io_poll_wait. What the slot holds now belongs
+     * to its next registration (perhaps our own task's, through another
+     * handle): leave it alone. A handle that goes stale right after this
+     * check costs at most a spurious wake of whatever we then take. */
+    weft__source_t *src = live(io);
     if (src) {
         if (wt->dir_ & WEFT__RD)
-            unregister_waker(&src->rd, &wt->waker_);
+            unregister_waker(&src->rd);
         if (wt->dir_ & WEFT__WR)
-            unregister_waker(&src->wr, &wt->waker_);
+            unregister_waker(&src->wr);
     }
     wt->dir_ = 0;
 }
