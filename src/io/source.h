@@ -15,10 +15,13 @@
  *              clear never removes it, so a short read can be taken as
  *              "drained" without losing an end of stream announced by the
  *              same event)
- *   bits 8-22  tick: +1 (mod 2^15) on every event the driver applies
+ *   bits 8-30  tick: +1 (mod 2^23) on every event the driver applies
+ *   bit 31     always 0, so that a snapshot is a positive int
  * A clear removes direction bits only if the tick is still the one of the
  * snapshot it was given, so readiness that arrived after an operation
- * found the fd drained is never lost.
+ * found the fd drained is never lost (unless exactly a multiple of 2^23
+ * events arrived between the snapshot and its clear: the tick would look
+ * unchanged).
  *
  * Wakers: one atomic waker per direction; the driver wakes them after
  * setting readiness (producer: condition first, then wake); a waiter
@@ -37,7 +40,7 @@
 #include "io/driver.h"
 
 #define WEFT__SRC_TICK_SHIFT 8
-#define WEFT__SRC_TICK_MASK 0x7fffu
+#define WEFT__SRC_TICK_MASK 0x7fffffu /* 23 bits: bits 8-30 */
 #define WEFT__SRC_CHUNK 256u
 #define WEFT__SRC_MAX_CHUNKS 8192u /* 2^21 sources */
 #define WEFT__SRC_NONE UINT32_MAX
