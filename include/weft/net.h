@@ -57,9 +57,10 @@
  * most one write-side operation (write, write_all) may be in flight on a
  * stream at a time, from any tasks on any workers: one reader task and one
  * writer task can share a stream. At most one accept at a time per
- * listener. A second concurrent operation on the same side is not detected:
- * the two keep displacing each other's wake-up (each is woken spuriously
- * and registers again), which burns CPU until one finishes. Options,
+ * listener. A second concurrent operation on the same side fails at once
+ * with -EBUSY, having transferred nothing: an operation holds its side
+ * from its first poll until it finishes or is dropped (a future that was
+ * initialised but never polled holds nothing). Options,
  * addresses and shutdown may be called from any thread at any time, but
  * not concurrently with close (they take no reference: the caller's
  * pointer must be live).
@@ -78,7 +79,8 @@
  * with a non-zero length, or a length above SSIZE_MAX (a negative length
  * cast to size_t); -EPERM for a coroutine call made outside a coroutine
  * task; -EBADF for an operation that was in flight when its object was
- * closed (or whose runtime has shut down its driver). Errors of the socket
+ * closed (or whose runtime has shut down its driver); -EBUSY for a second
+ * operation on the same side at once (see "Concurrency"). Errors of the socket
  * itself come straight from the kernel: -ECONNRESET (the peer reset the
  * connection), -EPIPE (writing after this side or the peer shut the
  * connection down), -ECONNREFUSED, -ENETUNREACH, -EHOSTUNREACH, ...
@@ -230,6 +232,7 @@ typedef struct weft_tcp_accept {
     bool armed_;            /* timer_ may be armed */
     weft_timer_t timer_;
     weft_io_waiter_t waiter_; /* the waker left registered, if any */
+    bool holds_;              /* holds the listener's accept side */
 } weft_tcp_accept_t;
 
 /*
@@ -318,6 +321,7 @@ typedef struct weft_tcp_xfer {
     bool armed_;
     weft_timer_t timer_;
     weft_io_waiter_t waiter_; /* the waker left registered, if any */
+    unsigned holds_;          /* the side of the stream it holds (0: none) */
 } weft_tcp_xfer_t;
 
 typedef weft_tcp_xfer_t weft_tcp_read_t;

@@ -97,6 +97,7 @@ int weft_tcp_listen_with(weft_runtime_t *rt, const struct sockaddr *addr, sockle
     if (rc == 0) {
         atomic_init(&l->refs, 1);
         atomic_init(&l->closed, 0);
+        atomic_init(&l->accepting, 0);
         l->fd = fd;
         l->rt = rt;
         l->opts = o;
@@ -200,6 +201,7 @@ int weft_tcp_accept_init(weft_tcp_accept_t *f, weft_tcp_listener_t *l, weft_tcp_
     f->armed_ = false;
     weft_timer_init(&f->timer_);
     f->waiter_ = (weft_io_waiter_t)WEFT_IO_WAITER_INIT;
+    f->holds_ = false;
     if (out)
         *out = NULL;
     if (!l || !out)
@@ -229,11 +231,22 @@ static void accept_forget_close_waker(weft_tcp_accept_t *f)
     weft_waker_drop(&w);
 }
 
+/* Give the accept side back if f holds it. */
+static void accept_release(weft_tcp_accept_t *f)
+{
+    if (f->holds_) {
+        /* Release: pairs with the next holder's acquire in accept_poll. */
+        atomic_store_explicit(&f->l_->accepting, 0, memory_order_release);
+        f->holds_ = false;
+    }
+}
+
 static void accept_drop(void *state)
 {
     weft_tcp_accept_t *f = state;
     accept_disarm(f);
     if (f->l_) {
+        accept_release(f);
         if (f->backoff_until_)
             accept_forget_close_waker(f);
         weft__tcp_listener_unref(f->l_);
@@ -244,6 +257,7 @@ static void accept_drop(void *state)
 static weft_poll_t accept_ready(weft_tcp_accept_t *f, int64_t *out, int64_t v)
 {
     accept_disarm(f);
+    accept_release(f);
     if (f->backoff_until_) {
         accept_forget_close_waker(f);
         f->backoff_until_ = 0;
@@ -357,6 +371,15 @@ static weft_poll_t accept_poll(void *state, weft_cx_t *cx, int64_t *out)
         return accept_ready(f, out, -EBADF);
     if (weft_coop_proceed(cx) == WEFT_PENDING)
         return WEFT_PENDING;
+    if (!f->holds_) {
+        uint32_t free_ = 0;
+        /* Acquire: pairs with the release in accept_release of the side's
+         * last holder. */
+        if (!atomic_compare_exchange_strong_explicit(&l->accepting, &free_, 1, memory_order_acquire,
+                                                     memory_order_relaxed))
+            return accept_ready(f, out, -EBUSY);
+        f->holds_ = true;
+    }
 
     if (f->backoff_until_) {
         int rc = accept_backoff(f, cx);

@@ -15,6 +15,11 @@
  *   returns -EBADF, and a waiter registered on it is woken and sees -EBADF.
  * - fd and io are written once, before the object is published, and only
  *   read afterwards.
+ * - A side (a stream's read or write side, a listener's accept) is held by
+ *   at most one operation future, from its first poll until it finishes or
+ *   is dropped: the stream's busy bit, the listener's accepting flag. A
+ *   second one finds it held and fails with -EBUSY instead of displacing
+ *   the first one's wake-up over and over.
  */
 #ifndef WEFT_NET_NET_H
 #define WEFT_NET_NET_H
@@ -28,6 +33,7 @@
 struct weft_tcp_stream {
     _Atomic uint32_t refs;
     _Atomic uint32_t closed;
+    _Atomic uint32_t busy; /* WEFT_IO_READABLE / WRITABLE: that side's operation runs */
     int fd;
     weft_io_t io;
 };
@@ -35,6 +41,7 @@ struct weft_tcp_stream {
 struct weft_tcp_listener {
     _Atomic uint32_t refs;
     _Atomic uint32_t closed;
+    _Atomic uint32_t accepting; /* an accept runs (holds the side) */
     int fd;
     weft_io_t io;
     weft_runtime_t *rt;          /* the accepted streams' runtime */

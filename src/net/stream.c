@@ -59,6 +59,7 @@ int weft__tcp_stream_new(weft_runtime_t *rt, int fd, weft_tcp_stream_t **out)
         return -ENOMEM;
     atomic_init(&s->refs, 1);
     atomic_init(&s->closed, 0);
+    atomic_init(&s->busy, 0);
     s->fd = fd;
     int rc = weft_io_register(rt, fd, &s->io);
     if (rc != 0) {
@@ -238,6 +239,7 @@ static int xfer_init(weft_tcp_xfer_t *f, weft_tcp_stream_t *s, const void *buf, 
     f->armed_ = false;
     weft_timer_init(&f->timer_);
     f->waiter_ = (weft_io_waiter_t)WEFT_IO_WAITER_INIT;
+    f->holds_ = 0;
     if (done)
         *done = 0;
     if (!s || (!buf && len > 0) || len > (size_t)SSIZE_MAX)
@@ -279,15 +281,37 @@ size_t weft_tcp_xfer_done(const weft_tcp_xfer_t *f)
     return f ? f->done_ : 0;
 }
 
-/* Cancel the deadline and take back a waker that no event consumed. */
+/* Cancel the deadline, take back a waker that no event consumed, and
+ * give the side back. */
 static void xfer_disarm(weft_tcp_xfer_t *f)
 {
     if (f->armed_) {
         weft_timer_cancel(&f->timer_);
         f->armed_ = false;
     }
-    if (f->s_)
+    if (f->s_) {
         weft_io_forget(f->s_->io, &f->waiter_);
+        if (f->holds_) {
+            /* Release: pairs with the next holder's acquire in xfer_hold,
+             * so what this operation did comes before that one starts. */
+            atomic_fetch_and_explicit(&f->s_->busy, ~f->holds_, memory_order_release);
+            f->holds_ = 0;
+        }
+    }
+}
+
+/* Take side dir of the stream for f: 0, or -EBUSY if another operation
+ * holds it. */
+static int xfer_hold(weft_tcp_xfer_t *f, unsigned dir)
+{
+    if (f->holds_)
+        return 0;
+    /* Acquire: pairs with the release in xfer_disarm of the side's last
+     * holder. */
+    if (atomic_fetch_or_explicit(&f->s_->busy, dir, memory_order_acquire) & dir)
+        return -EBUSY;
+    f->holds_ = dir;
+    return 0;
 }
 
 static void xfer_drop(void *state)
@@ -393,6 +417,8 @@ static weft_poll_t xfer_once(void *state, weft_cx_t *cx, int64_t *out, unsigned 
         return (weft_poll_t)e;
     if (f->len_ == 0)
         return xfer_ready(f, out, 0);
+    if (xfer_hold(f, dir) != 0)
+        return xfer_ready(f, out, -EBUSY);
     int64_t r = xfer_step(f, dir, cx);
     if (r == XFER_PENDING)
         return WEFT_PENDING;
@@ -407,6 +433,8 @@ static weft_poll_t xfer_all(void *state, weft_cx_t *cx, int64_t *out, unsigned d
     int e = xfer_enter(f, cx, out);
     if (e >= 0)
         return (weft_poll_t)e;
+    if (f->done_ < f->len_ && xfer_hold(f, dir) != 0)
+        return xfer_ready(f, out, -EBUSY);
     while (f->done_ < f->len_) {
         int64_t r = xfer_step(f, dir, cx);
         if (r == XFER_PENDING)

@@ -6,8 +6,9 @@
  * out accept took no connection, a read that timed out leaves the stream
  * working, a passed deadline still makes one attempt before any event has
  * been reported, a stackless task cancelled mid-read drops its future
- * cleanly, and a read or accept that ends by its deadline or by being
- * dropped leaves no clone of its waker in the fd's slot.
+ * cleanly, a read or accept that ends by its deadline or by being
+ * dropped leaves no clone of its waker in the fd's slot, and a second
+ * operation on a side that is already waiting is refused with -EBUSY.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -428,6 +429,86 @@ Test(net_cancel, ended_waits_give_their_wakers_back, .timeout = 60)
     cr_expect_eq(r, 3);
     cr_expect_eq(weft__tcp_stream_refs(d.b), 1);
     cr_expect_eq(weft__tcp_listener_refs(d.l), 1);
+    duo_close(&d);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* ---- a second operation on a side is refused ------------------------------------------------ */
+
+typedef struct busy {
+    duo_t *d;
+    int read_rc, exact_rc, write_rc, accept_rc, unpolled_rc;
+} busy_t;
+
+/* Runs while another task's read (on d->b) and accept (on d->l) wait. */
+static int busy_probe(void *arg)
+{
+    busy_t *x = arg;
+    uint8_t buf[8];
+    size_t done = 0;
+    weft_tcp_stream_t *s = NULL;
+    x->read_rc = weft_tcp_read(x->d->b, buf, sizeof buf, weft_now() + WAIT_NS);
+    x->exact_rc = weft_tcp_read_exact(x->d->b, buf, 4, weft_now() + WAIT_NS, &done);
+    /* The other side is free: b's write side. */
+    x->write_rc = weft_tcp_write_all(x->d->b, "w", 1, weft_now() + WAIT_NS, &done);
+    x->accept_rc = weft_tcp_accept(x->d->l, &s, NULL, weft_now() + WAIT_NS);
+    return 0;
+}
+
+static int accept_any(void *arg)
+{
+    acc_t *a = arg;
+    weft_tcp_stream_t *s = NULL;
+    atomic_store(&a->rc, weft_tcp_accept(a->l, &s, NULL, WEFT_FOREVER));
+    if (s)
+        weft_tcp_close(s);
+    return 0;
+}
+
+Test(net_cancel, a_second_operation_on_a_side_is_busy, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    duo_t d;
+    duo(rt, &d);
+    uint8_t buf[16];
+    op_t o = {&d, buf, sizeof buf, 1, 0};
+    acc_t a = {d.l, 1};
+    weft_task_t *hr, *ha;
+    /* A future that was initialised but never polled holds nothing. */
+    weft_tcp_read_t idle;
+    cr_assert_eq(weft_tcp_read_init(&idle, d.b, buf, sizeof buf, WEFT_FOREVER), 0);
+    cr_assert_eq(weft_spawn_coro(rt, cancel_reader, &o, NULL, &hr), 0);
+    cr_assert_eq(weft_spawn_coro(rt, accept_any, &a, NULL, &ha), 0);
+    wt_wait_suspended(hr);
+    wt_wait_suspended(ha);
+    busy_t x = {&d, 1, 1, 1, 1, 1};
+    int r = -1;
+    cr_assert_eq(weft_runtime_run_coro(rt, busy_probe, &x, NULL, &r), 0);
+    cr_expect_eq(x.read_rc, -EBUSY, "read beside a waiting read: %d", x.read_rc);
+    cr_expect_eq(x.exact_rc, -EBUSY, "read_exact beside a waiting read: %d", x.exact_rc);
+    cr_expect_eq(x.write_rc, 0, "the write side is free: %d", x.write_rc);
+    cr_expect_eq(x.accept_rc, -EBUSY, "accept beside a waiting accept: %d", x.accept_rc);
+    /* The first operations were not disturbed: both still wait. */
+    cr_expect_not(weft_task_is_finished(hr));
+    cr_expect_not(weft_task_is_finished(ha));
+    /* Cancelled, they give their sides back: the same calls now work. */
+    cr_expect_eq(weft_task_cancel(hr), 0);
+    cr_expect_eq(weft_task_cancel(ha), 0);
+    cr_expect_eq(weft_task_join_wait(hr, weft_now() + WAIT_NS, NULL), -ECANCELED);
+    cr_expect_eq(weft_task_join_wait(ha, weft_now() + WAIT_NS, NULL), -ECANCELED);
+    op_t w = {&d, (uint8_t *)"abc", 3, 1, 0};
+    cr_assert_eq(weft_runtime_run_coro(rt, write_str, &w, NULL, &r), 0);
+    op_t rd = {&d, buf, sizeof buf, 1, 0};
+    cr_assert_eq(weft_runtime_run_coro(rt, read_now, &rd, NULL, &r), 0);
+    cr_expect_eq(r, 3);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&d.addr, sizeof(struct sockaddr_in)), 0);
+    acc_t a2 = {d.l, 1};
+    cr_assert_eq(weft_runtime_run_coro(rt, accept_any, &a2, NULL, &r), 0);
+    cr_expect_eq(atomic_load(&a2.rc), 0);
+    close(fd);
+    weft_tcp_read_vtable.drop(&idle);
+    cr_expect_eq(weft__tcp_stream_refs(d.b), 1);
     duo_close(&d);
     cr_expect_eq(wt_finish(rt), 0);
 }
