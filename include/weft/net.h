@@ -162,10 +162,19 @@ typedef struct weft_tcp_listen_opts {
      */
     void (*on_exhaustion)(weft_tcp_listener_t *l, int err, int64_t backoff_ns, void *arg);
     void *arg;
+    /*
+     * SO_REUSEPORT (default false): several listeners, each made with it,
+     * may bind the same address, and the kernel spreads incoming
+     * connections over them. This is how to accept on every worker: one
+     * listener and one accepting task each (a listener takes one accept at
+     * a time, -EBUSY otherwise).
+     */
+    bool reuseport;
 } weft_tcp_listen_opts_t;
 
 // clang-format off
-#define WEFT_TCP_LISTEN_OPTS_INIT ((weft_tcp_listen_opts_t){1024, true, -1, false, 0, 0, NULL, NULL})
+#define WEFT_TCP_LISTEN_OPTS_INIT \
+    ((weft_tcp_listen_opts_t){1024, true, -1, false, 0, 0, NULL, NULL, false})
 // clang-format on
 
 /*

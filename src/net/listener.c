@@ -82,6 +82,8 @@ int weft_tcp_listen_with(weft_runtime_t *rt, const struct sockaddr *addr, sockle
     int rc = 0;
     if (o.reuseaddr)
         rc = weft__sock_set_reuseaddr(fd, true);
+    if (rc == 0 && o.reuseport)
+        rc = weft__sock_set_reuseport(fd, true);
     if (rc == 0 && addr->sa_family == AF_INET6 && o.v6only >= 0)
         rc = weft__sock_set_v6only(fd, o.v6only != 0);
     if (rc == 0)

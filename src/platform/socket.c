@@ -197,6 +197,11 @@ int weft__sock_set_reuseaddr(int fd, bool on)
     return setopt_int(fd, SOL_SOCKET, SO_REUSEADDR, on);
 }
 
+int weft__sock_set_reuseport(int fd, bool on)
+{
+    return setopt_int(fd, SOL_SOCKET, SO_REUSEPORT, on);
+}
+
 int weft__sock_set_v6only(int fd, bool on)
 {
     return setopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, on);

@@ -69,6 +69,7 @@ int weft__sock_name(int fd, bool peer, struct sockaddr_storage *ss, socklen_t *l
 
 /* Socket options. 0 or -errno. */
 int weft__sock_set_reuseaddr(int fd, bool on);
+int weft__sock_set_reuseport(int fd, bool on);
 int weft__sock_set_v6only(int fd, bool on);
 int weft__sock_set_nodelay(int fd, bool on);
 /* TCP_NODELAY's current value: 0, 1, or -errno. */

@@ -2,7 +2,8 @@
  * net/opts.c - addresses as text (parse, format, round trips, malformed
  * input), a stream's local and peer addresses, TCP_NODELAY, keepalive
  * (values reach the socket; out-of-range values are refused), listener
- * options (backlog default, dual-stack / v6-only).
+ * options (backlog default, dual-stack / v6-only, SO_REUSEPORT listeners
+ * sharing a port).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -246,5 +247,84 @@ Test(net_opts, v6only, .timeout = 30)
             cr_expect_eq(d.rc, 0, "dual-stack: %d", d.rc);
         cr_expect_eq(weft_tcp_listener_close(d.l), 0);
     }
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* ---- SO_REUSEPORT: one listener per worker on one port ------------------------------------- */
+
+#define RP_CONNS 64
+
+typedef struct rp_acceptor {
+    weft_tcp_listener_t *l;
+    _Atomic int *total;
+    int rc;
+} rp_acceptor_t;
+
+/* Accept until the listener is closed (-EBADF ends it normally). */
+static int rp_accept_loop(void *arg)
+{
+    rp_acceptor_t *a = arg;
+    for (;;) {
+        weft_tcp_stream_t *s = NULL;
+        int rc = weft_tcp_accept(a->l, &s, NULL, weft_now() + WAIT_NS);
+        if (rc != 0) {
+            a->rc = rc == -EBADF ? 0 : rc;
+            return 0;
+        }
+        atomic_fetch_add(a->total, 1);
+        weft_tcp_close(s);
+    }
+}
+
+static bool rp_all(void *arg)
+{
+    return atomic_load((_Atomic int *)arg) == RP_CONNS;
+}
+
+Test(net_opts, reuseport_listeners_share_a_port, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    weft_tcp_listen_opts_t o = WEFT_TCP_LISTEN_OPTS_INIT;
+    o.reuseport = true;
+    struct sockaddr_storage a;
+    socklen_t alen;
+    nt_loopback(AF_INET, &a, &alen);
+    weft_tcp_listener_t *l[2], *plain = NULL;
+    cr_assert_eq(weft_tcp_listen_with(rt, (struct sockaddr *)&a, alen, &o, &l[0]), 0);
+    cr_assert_eq(weft_tcp_listener_local_addr(l[0], &a), 0);
+    cr_assert_eq(weft_tcp_listen_with(rt, (struct sockaddr *)&a, alen, &o, &l[1]), 0,
+                 "a second SO_REUSEPORT listener on the same port");
+    cr_expect_eq(weft_tcp_listen(rt, (struct sockaddr *)&a, alen, 16, &plain), -EADDRINUSE,
+                 "a listener without the option cannot join them");
+    _Atomic int total = 0;
+    rp_acceptor_t acc[2];
+    weft_task_t *h[2];
+    for (int i = 0; i < 2; i++) {
+        acc[i] = (rp_acceptor_t){l[i], &total, 1};
+        cr_assert_eq(weft_spawn_coro(rt, rp_accept_loop, &acc[i], NULL, &h[i]), 0);
+    }
+    int fds[RP_CONNS];
+    for (int i = 0; i < RP_CONNS; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_geq(fds[i], 0);
+        cr_assert_eq(connect(fds[i], (struct sockaddr *)&a, sizeof(struct sockaddr_in)), 0);
+    }
+    cr_expect(wt_wait_until(rp_all, &total, WAIT_NS), "accepted %d of %d", atomic_load(&total),
+              RP_CONNS);
+    uint64_t per[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        weft_tcp_listener_stats_t st;
+        cr_assert_eq(weft_tcp_listener_stats(l[i], &st), 0);
+        per[i] = st.accepted;
+        cr_expect_eq(weft_tcp_listener_close(l[i]), 0);
+        cr_expect_eq(weft_task_join_wait(h[i], weft_now() + WAIT_NS, NULL), 0);
+        cr_expect_eq(acc[i].rc, 0, "acceptor %d: %d", i, acc[i].rc);
+    }
+    cr_expect_eq(per[0] + per[1], RP_CONNS, "%llu + %llu", (unsigned long long)per[0],
+                 (unsigned long long)per[1]);
+    cr_log_info("reuseport: %llu and %llu connections", (unsigned long long)per[0],
+                (unsigned long long)per[1]);
+    for (int i = 0; i < RP_CONNS; i++)
+        close(fds[i]);
     cr_expect_eq(wt_finish(rt), 0);
 }
