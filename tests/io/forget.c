@@ -18,24 +18,10 @@
 #include <unistd.h>
 
 #include "common/probe.h"
+#include "io/iot.h"
 #include "common/suspended.h"
 
 #define WAIT_NS (10 * WT_SEC)
-
-static void nb_pair(int sv[2])
-{
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-}
-
-static bool readable(void *arg)
-{
-    return weft_io_ready(*(weft_io_t *)arg, WEFT_IO_READABLE) > 0;
-}
-
-static bool writable(void *arg)
-{
-    return weft_io_ready(*(weft_io_t *)arg, WEFT_IO_WRITABLE) > 0;
-}
 
 Test(io_forget, deadline_gives_the_waker_back, .timeout = 30)
 {

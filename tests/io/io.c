@@ -13,14 +13,10 @@
 #include <unistd.h>
 
 #include "common/wt.h"
+#include "io/iot.h"
 #include "common/suspended.h"
 
 #define WAIT_NS (10 * WT_SEC)
-
-static void nb_pair(int sv[2])
-{
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-}
 
 static void put(int fd, const char *s)
 {
@@ -144,16 +140,6 @@ Test(io, readable_wakes_a_coroutine, .timeout = 30)
     close(sv[0]);
     close(sv[1]);
     cr_expect_eq(wt_finish(rt), 0);
-}
-
-static bool readable(void *arg)
-{
-    return weft_io_ready(*(weft_io_t *)arg, WEFT_IO_READABLE) > 0;
-}
-
-static bool writable(void *arg)
-{
-    return weft_io_ready(*(weft_io_t *)arg, WEFT_IO_WRITABLE) > 0;
 }
 
 Test(io, clear_keeps_newer_readiness, .timeout = 30)

@@ -11,13 +11,9 @@
 #include <unistd.h>
 
 #include "common/wt.h"
+#include "io/iot.h"
 #include "io/source.h"
 #include "runtime/runtime_internal.h"
-
-static bool writable(void *arg)
-{
-    return weft_io_ready(*(weft_io_t *)arg, WEFT_IO_WRITABLE) > 0;
-}
 
 Test(io_tick, wraps_without_losing_an_event, .timeout = 30)
 {

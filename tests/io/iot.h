@@ -1,0 +1,33 @@
+/*
+ * io/iot.h - helpers shared by the tests of weft/io.h (header-only: a .c
+ * file here would be linked into the suite as a test file of its own).
+ *
+ * Owns nothing at run time. Provides: a non-blocking AF_UNIX socket pair,
+ * and predicates for wt_wait_until that say whether a handle reads ready
+ * for one direction (the test thread polls the snapshot; nothing waits).
+ */
+#ifndef WEFT_TESTS_IOT_H
+#define WEFT_TESTS_IOT_H
+
+#include <criterion/criterion.h>
+#include <sys/socket.h>
+
+#include "common/wt.h"
+
+static inline void nb_pair(int sv[2])
+{
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+/* For wt_wait_until: arg is a weft_io_t *. */
+static inline bool readable(void *arg)
+{
+    return weft_io_ready(*(weft_io_t *)arg, WEFT_IO_READABLE) > 0;
+}
+
+static inline bool writable(void *arg)
+{
+    return weft_io_ready(*(weft_io_t *)arg, WEFT_IO_WRITABLE) > 0;
+}
+
+#endif /* WEFT_TESTS_IOT_H */
