@@ -60,7 +60,8 @@
  * listener. A second concurrent operation on the same side fails at once
  * with -EBUSY, having transferred nothing: an operation holds its side
  * from its first poll until it finishes or is dropped (a future that was
- * initialised but never polled holds nothing). Options,
+ * initialised but never polled holds nothing; a zero-length read or write
+ * completes with 0 without taking its side). Options,
  * addresses and shutdown may be called from any thread at any time, but
  * not concurrently with close (they take no reference: the caller's
  * pointer must be live).

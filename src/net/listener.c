@@ -24,7 +24,9 @@
  *   the future completes and in its drop.
  * - close_waker holds the waker of an accept in back-off, and is emptied
  *   when that back-off ends or the future is dropped (so no waker of a
- *   finished task lingers in a live listener).
+ *   finished task lingers in a live listener). Only the accept that holds
+ *   the listener's side (accepting) touches it, and it empties the slot
+ *   before it gives the side back.
  */
 #include <stdlib.h>
 
@@ -248,9 +250,11 @@ static void accept_drop(void *state)
     weft_tcp_accept_t *f = state;
     accept_disarm(f);
     if (f->l_) {
-        accept_release(f);
+        /* close_waker first: once the side is free, the next accept may
+         * register there, and we would take its waker instead of ours. */
         if (f->backoff_until_)
             accept_forget_close_waker(f);
+        accept_release(f);
         weft__tcp_listener_unref(f->l_);
         f->l_ = NULL;
     }
@@ -259,11 +263,11 @@ static void accept_drop(void *state)
 static weft_poll_t accept_ready(weft_tcp_accept_t *f, int64_t *out, int64_t v)
 {
     accept_disarm(f);
-    accept_release(f);
-    if (f->backoff_until_) {
+    if (f->backoff_until_) { /* before the release, as in accept_drop */
         accept_forget_close_waker(f);
         f->backoff_until_ = 0;
     }
+    accept_release(f);
     *out = v;
     return WEFT_READY;
 }
