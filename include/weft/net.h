@@ -168,7 +168,9 @@ typedef struct weft_tcp_listen_opts {
      * may bind the same address, and the kernel spreads incoming
      * connections over them. This is how to accept on every worker: one
      * listener and one accepting task each (a listener takes one accept at
-     * a time, -EBUSY otherwise).
+     * a time, -EBUSY otherwise). Connections the kernel queued on a
+     * listener that then closes are reset, not moved to the others; and
+     * any process of the same user can join the port with the option.
      */
     bool reuseport;
 } weft_tcp_listen_opts_t;
