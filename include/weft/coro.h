@@ -46,7 +46,11 @@
  * return value is discarded); one that returned before noticing the cancel
  * completed normally. At shutdown, a coroutine still running at the
  * deadline is abandoned: its stack is freed without running the rest of
- * its code.
+ * its code. The future it was suspended in, if any, is dropped first (on
+ * the thread calling shutdown), so that wait gives back what it holds: its
+ * timer, its readiness registration, its place in a lock's or channel's
+ * queue, a stream's read or write side. What the code above that await
+ * holds (a locked mutex, an open stream, memory) stays held.
  *
  * Stacks. Each coroutine runs on a fixed-size stack (default 64 KiB,
  * weft_config_t.stack_size, or per spawn) mapped with an inaccessible

@@ -129,6 +129,7 @@ bool weft__coro_resume_begin(weft__coro_t *c, weft_cx_t *cx, int64_t *out, weft_
         st->sp = weft__ctx_make(st->top, entry, c);
         st->saved_errno = 0; /* a pooled stack keeps its last user's */
         st->cancel_spins = 0;
+        st->await_vt = NULL;
 #ifdef WEFT__TSAN
         c->tsan_fiber = __tsan_create_fiber(0);
         __tsan_set_fiber_name(c->tsan_fiber, c->name ? c->name : "weft-coro");
@@ -180,12 +181,24 @@ static weft_poll_t coro_poll(void *state, weft_cx_t *cx, int64_t *out)
 
 /* Called once: after READY (nothing left), or instead of a poll when the
  * task is dropped without running to the end (shutdown past its
- * deadline): the stack is freed with the coroutine's frames on it. */
+ * deadline): the stack is freed with the coroutine's frames on it. The
+ * one future those frames are suspended in, if any, is dropped first, on
+ * this thread and while the stack is still mapped: a timer entry, a
+ * readiness registration, a place in a lock's or a channel's wait list,
+ * or a stream's side held by that wait would otherwise point into (or be
+ * held for) a stack that is gone. What the frames above it hold cannot be
+ * found and stays held (weft/coro.h). */
 static void coro_drop(void *state)
 {
     weft__coro_t *c = state;
-    if (c->stack)
+    if (c->stack) {
+        weft__stack_t *st = c->stack;
+        const weft_future_vtable_t *vt = st->await_vt;
+        st->await_vt = NULL;
+        if (vt && vt->drop)
+            vt->drop(st->await_state);
         release_stack(c);
+    }
     weft__coro_unprepare(c);
 }
 
@@ -247,15 +260,19 @@ int weft_await(const weft_future_vtable_t *vt, void *state, int64_t *out)
             return answer_cancelled(c);
         }
         int64_t v = 0;
-        if (vt->poll(state, c->stack->cx, &v) == WEFT_READY) {
+        weft__stack_t *st = c->stack;
+        if (vt->poll(state, st->cx, &v) == WEFT_READY) {
             if (vt->drop)
                 vt->drop(state);
             if (out)
                 *out = v;
             return 0;
         }
+        st->await_vt = vt; /* for coro_drop, if we are never resumed */
+        st->await_state = state;
         suspend(c);
         c = weft__coro_current(); /* the same coroutine; never cached */
+        c->stack->await_vt = NULL;
     }
 }
 

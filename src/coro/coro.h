@@ -61,11 +61,16 @@ typedef struct weft__stack {
      * to 1.7x slower (the prefetchers pull neighbouring cells in, and each
      * write must take them back from the other core; docs/coroutines.md).
      */
-    void *sp;                 /* the coroutine's saved context while suspended */
-    void *caller_sp;          /* the resuming thread's context while it runs */
-    weft_cx_t *cx;            /* the poll context while it runs */
-    int saved_errno;          /* errno's value while suspended */
-    int cancel_spins;         /* awaits answered -ECANCELED since the last switch */
+    void *sp;         /* the coroutine's saved context while suspended */
+    void *caller_sp;  /* the resuming thread's context while it runs */
+    weft_cx_t *cx;    /* the poll context while it runs */
+    int saved_errno;  /* errno's value while suspended */
+    int cancel_spins; /* awaits answered -ECANCELED since the last switch */
+    /* The future an await is suspended in (NULL vt otherwise): a coroutine
+     * abandoned at shutdown has it dropped before its stack goes
+     * (coro_drop), so the wait gives back what it holds. */
+    const weft_future_vtable_t *await_vt;
+    void *await_state;
     struct weft__stack *next; /* pool link */
     char *map;                /* the mapping; its first page is the guard */
     size_t map_len;

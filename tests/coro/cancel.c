@@ -205,3 +205,41 @@ Test(coro_cancel, shutdown_abandons_stubborn, .timeout = 30)
     cr_assert_eq(weft_runtime_free(rt), 0);
     cr_assert_eq(weft__stack_mapped(), stacks, "its stack was freed");
 }
+
+/* Blocks in one await and notes whether it ever came back from it. */
+static int parked_coro(void *arg)
+{
+    blocked_t *b = arg;
+    wt_wait_flag_t wf = {&b->c, &b->never, 0};
+    atomic_store(&b->await_rc, weft_await(&wt_wait_flag_vt, &wf, NULL));
+    atomic_store(&b->cleaned, 1);
+    return 0;
+}
+
+/* A coroutine suspended in an await that shutdown abandons (its worker is
+ * held past the deadline, so it is never resumed to see the cancel): the
+ * future it waits in is dropped once before its stack goes. */
+Test(coro_cancel, shutdown_drops_the_abandoned_await, .timeout = 30)
+{
+    int64_t stacks = weft__stack_mapped();
+    weft_runtime_t *rt = wt_runtime(1);
+    blocked_t b;
+    blocked_init(&b);
+    cr_assert_eq(weft_spawn_coro(rt, parked_coro, &b, NULL, NULL), 0);
+    cr_assert(wt_wait_int_ge(&b.c.polls, 1, WAIT_NS), "never blocked");
+    held_t held;
+    hold_worker(rt, &held);
+    int64_t deadline = weft_now() + 20 * WT_MS;
+    /* Released well after the deadline: the worker must not get to the
+     * coroutine before shutdown has stopped it. */
+    release_worker_at(&held, deadline + WT_SEC);
+    cr_assert_eq(weft_runtime_shutdown(rt, deadline), 2, "the coroutine and the blocker");
+    release_worker_joined(&held);
+    cr_assert_eq(atomic_load(&b.cleaned), 0, "the coroutine was never resumed");
+    cr_assert_eq(atomic_load(&b.c.drops), 1, "its awaited future was dropped once");
+    cr_assert_eq(atomic_load(&b.c.readies), 0);
+    cr_assert_eq(weft_task_detach(held.h), 0);
+    wt_flag_destroy(&b.never); /* drops the waker it holds, the cell's last reference */
+    cr_assert_eq(weft_runtime_free(rt), 0);
+    cr_assert_eq(weft__stack_mapped(), stacks, "its stack was freed");
+}

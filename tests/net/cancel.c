@@ -7,8 +7,9 @@
  * working, a passed deadline still makes one attempt before any event has
  * been reported, a stackless task cancelled mid-read drops its future
  * cleanly, a read or accept that ends by its deadline or by being
- * dropped leaves no clone of its waker in the fd's slot, and a second
- * operation on a side that is already waiting is refused with -EBUSY.
+ * dropped leaves no clone of its waker in the fd's slot, a second
+ * operation on a side that is already waiting is refused with -EBUSY, and
+ * a read abandoned by a shutdown past its deadline gives the stream back.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -19,6 +20,8 @@
 #include "common/suspended.h"
 
 #define WAIT_NS (20 * WT_SEC)
+
+#include "common/held.h"
 
 typedef struct duo {
     weft_tcp_stream_t *a, *b; /* a: connected, b: accepted */
@@ -523,6 +526,31 @@ Test(net_cancel, runtime_shutdown_with_waiters, .timeout = 60)
     cr_expect_eq(weft_task_join_wait(h2, weft_now() + WAIT_NS, NULL), -ECANCELED);
     cr_expect_eq(weft__tcp_stream_refs(d.b), 1);
     cr_expect_eq(weft__tcp_listener_refs(d.l), 1);
+    duo_close(&d);
+    cr_expect_eq(weft_runtime_free(rt), 0);
+}
+
+/* A coroutine blocked in a read that shutdown abandons (the only worker is
+ * held past the deadline, so it never sees the cancel): the read is dropped
+ * with its stack, giving back its stream reference and its side. */
+Test(net_cancel, runtime_shutdown_abandoning_a_reader, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(1);
+    duo_t d;
+    duo(rt, &d);
+    uint8_t buf[16];
+    op_t o = {&d, buf, sizeof buf, 1, 0};
+    cr_assert_eq(weft_spawn_coro(rt, cancel_reader, &o, NULL, NULL), 0);
+    cr_assert(wt_wait_until(held, d.b, WAIT_NS));
+    held_t blocker;
+    hold_worker(rt, &blocker);
+    int64_t deadline = weft_now() + 20 * WT_MS;
+    release_worker_at(&blocker, deadline + WT_SEC);
+    cr_expect_eq(weft_runtime_shutdown(rt, deadline), 2, "the reader and the blocker");
+    release_worker_joined(&blocker);
+    cr_expect_eq(atomic_load(&o.rc), 1, "the reader never came back from its read");
+    cr_expect_eq(weft__tcp_stream_refs(d.b), 1, "the abandoned read gave its reference back");
+    cr_expect_eq(weft_task_detach(blocker.h), 0);
     duo_close(&d);
     cr_expect_eq(weft_runtime_free(rt), 0);
 }
