@@ -30,7 +30,10 @@ int64_t weft_now(void);
 
 /*
  * A static, human-readable description of a weft return code (0 or a
- * negative errno). Unknown codes give "unknown error". Never NULL.
+ * negative errno): weft's meaning where it gives one (-EPIPE "closed",
+ * -ESHUTDOWN "runtime is shut down" ...), else the system's text for the
+ * errno. Codes that are not a negative errno give "unknown error". Never
+ * NULL; safe from any thread.
  */
 const char *weft_strerror(int code);
 

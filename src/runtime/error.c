@@ -1,7 +1,11 @@
 /*
  * error.c - weft_strerror: text for weft's return codes.
- * Owns nothing; a pure table over the negative errno values weft returns.
+ * Owns nothing; a pure table over the negative errno values to which weft
+ * gives its own meaning, and the C library's static description for the
+ * rest (the socket errors TCP calls pass on: -ECONNREFUSED, -EADDRINUSE...).
  */
+#include <string.h> /* strerrordesc_np (_GNU_SOURCE): static strings, thread-safe */
+
 #include <weft/common.h>
 
 const char *weft_strerror(int code)
@@ -30,6 +34,8 @@ const char *weft_strerror(int code)
     case -EPERM:
         return "not permitted here";
     default:
-        return "unknown error";
+        break;
     }
+    const char *d = code < 0 && code > -4096 ? strerrordesc_np(-code) : NULL; /* no -INT_MIN */
+    return d ? d : "unknown error";
 }

@@ -425,8 +425,11 @@ Test(config, two_runtimes_side_by_side, .timeout = 30)
 
 Test(config, strerror_codes, .timeout = 10)
 {
-    const int codes[] = {0,       -EINVAL,    -ENOMEM,  -ECANCELED, -ETIMEDOUT, -EPIPE,
-                         -EAGAIN, -ESHUTDOWN, -EDEADLK, -EBUSY,     -EPERM};
+    /* weft's own meanings, then errors the TCP calls pass on from the system */
+    const int codes[] = {0,         -EINVAL,       -ENOMEM,       -ECANCELED,  -ETIMEDOUT,
+                         -EPIPE,    -EAGAIN,       -ESHUTDOWN,    -EDEADLK,    -EBUSY,
+                         -EPERM,    -ECONNREFUSED, -ECONNRESET,   -EADDRINUSE, -EBADF,
+                         -ENOTCONN, -EAFNOSUPPORT, -EHOSTUNREACH, -EMFILE};
     const size_t n = sizeof codes / sizeof codes[0];
     const char *unknown = weft_strerror(-99999);
     cr_assert_not_null(unknown);
