@@ -157,9 +157,10 @@ typedef struct weft_tcp_listen_opts {
     int64_t backoff_max_ns;  /* back-off cap; 0 means 100 ms */
     /*
      * Called on the accepting task's thread each time an accept hits
-     * exhaustion: err is the negative errno, backoff_ns the sleep about to
-     * start (0 with fail_on_exhaustion). Must not block or call back into
-     * the listener. May be NULL.
+     * exhaustion: err is the negative errno, backoff_ns the length of the
+     * back-off about to start (0 with fail_on_exhaustion; the accept's
+     * deadline, close or drop may cut it short). Must not block or call
+     * back into the listener. May be NULL.
      */
     void (*on_exhaustion)(weft_tcp_listener_t *l, int err, int64_t backoff_ns, void *arg);
     void *arg;
@@ -202,7 +203,7 @@ int weft_tcp_listener_local_addr(weft_tcp_listener_t *l, struct sockaddr_storage
 typedef struct weft_tcp_listener_stats {
     uint64_t accepted;   /* connections handed out */
     uint64_t exhausted;  /* accepts that hit EMFILE/ENFILE/ENOBUFS/ENOMEM (or could not register) */
-    uint64_t backoff_ns; /* total time spent sleeping in back-off */
+    uint64_t backoff_ns; /* total time slept in back-off (also by back-offs cut short) */
     uint64_t aborted;    /* connections reset before accept could take them (ECONNABORTED ...) */
     int last_error;      /* the last exhaustion error (negative errno), 0 if none */
 } weft_tcp_listener_stats_t;
@@ -211,10 +212,12 @@ typedef struct weft_tcp_listener_stats {
 int weft_tcp_listener_stats(weft_tcp_listener_t *l, weft_tcp_listener_stats_t *out);
 
 /*
- * Stop listening and release l. An accept in flight (waiting for a
- * connection, or sleeping in back-off) ends at once with -EBADF;
- * connections still in the backlog are reset by the kernel when the socket
- * closes. Streams already accepted are independent of l and stay open.
+ * Stop listening and release l. When close returns the socket no longer
+ * listens: new connections are refused, those still in the backlog are
+ * reset, and the address can be listened on again. An accept in flight
+ * (waiting for a connection, or sleeping in back-off) ends at once with
+ * -EBADF; the fd number stays reserved until that accept is dropped.
+ * Streams already accepted are independent of l and stay open.
  * 0, -EINVAL, or -EBADF (as for weft_tcp_close). l must not be used
  * afterwards.
  */
@@ -413,15 +416,18 @@ int weft_tcp_write_all(weft_tcp_stream_t *s, const void *buf, size_t len, int64_
 
 /* ---- stream: control ------------------------------------------------------------------------ */
 
-#define WEFT_SHUT_RD 0   /* no more reads: later reads return 0 */
+#define WEFT_SHUT_RD 0   /* stop reading: see weft_tcp_shutdown */
 #define WEFT_SHUT_WR 1   /* send FIN: the peer reads end of stream; writes return -EPIPE */
 #define WEFT_SHUT_RDWR 2 /* both */
 
 /*
  * Shut down one or both directions (shutdown(2)); the stream stays open
- * until weft_tcp_close. A reader waiting on s sees end of stream after
- * WEFT_SHUT_RD, a writer -EPIPE after WEFT_SHUT_WR. 0, -EINVAL (bad how),
- * -ENOTCONN, -EBADF.
+ * until weft_tcp_close. After WEFT_SHUT_WR the peer reads end of stream
+ * once it has read what was sent, and writes on s (including one waiting)
+ * return -EPIPE. After WEFT_SHUT_RD a reader waiting on s wakes and a read
+ * with nothing queued returns 0; but Linux does not discard data: what was
+ * queued, or arrives later from a peer that keeps writing, is still
+ * returned by later reads. 0, -EINVAL (bad how), -ENOTCONN, -EBADF.
  */
 int weft_tcp_shutdown(weft_tcp_stream_t *s, int how);
 

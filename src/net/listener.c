@@ -27,6 +27,9 @@
  *   finished task lingers in a live listener). Only the accept that holds
  *   the listener's side (accepting) touches it, and it empties the slot
  *   before it gives the side back.
+ * - Close stops listening at once (shutdown of the listening socket); the
+ *   fd itself is closed with the last reference, so an accept in flight
+ *   never sees its number reused.
  */
 #include <stdlib.h>
 
@@ -162,6 +165,13 @@ int weft_tcp_listener_close(weft_tcp_listener_t *l)
         return -EBADF;
     weft_atomic_waker_wake(&l->close_waker);
     weft_io_deregister(l->io);
+    /* Stop listening now, not when the last accept in flight lets the fd
+     * go: until then the kernel would complete handshakes nobody takes
+     * (reset later) and the port could not be listened on again. On a
+     * listening socket shutdown() leaves the listening state and resets
+     * the queued connections; the fd stays open for those accepts, whose
+     * accept4 now fails with EINVAL (reported as -EBADF, accept_poll). */
+    (void)weft__sock_shutdown(l->fd, SHUT_RDWR);
     weft__tcp_listener_unref(l);
     return 0;
 }
@@ -235,6 +245,27 @@ static void accept_forget_close_waker(weft_tcp_accept_t *f)
     weft_waker_drop(&w);
 }
 
+/*
+ * The back-off in progress ends (slept out, cut short by the deadline or by
+ * close, or dropped): add the time it slept to the statistics and empty
+ * close_waker. Before the side is released (accept_drop).
+ */
+static void accept_backoff_end(weft_tcp_accept_t *f)
+{
+    if (!f->backoff_until_)
+        return;
+    weft_tcp_listener_t *l = f->l_;
+    /* Relaxed: statistics. Only the side's holder (f) changes backoff_ns,
+     * so it is still the length of this back-off. */
+    int64_t len = atomic_load_explicit(&l->backoff_ns, memory_order_relaxed);
+    int64_t left = f->backoff_until_ - weft_now();
+    int64_t slept = left > 0 ? len - left : len;
+    if (slept > 0)
+        atomic_fetch_add_explicit(&l->backoff_total_ns, (uint64_t)slept, memory_order_relaxed);
+    accept_forget_close_waker(f);
+    f->backoff_until_ = 0;
+}
+
 /* Give the accept side back if f holds it. */
 static void accept_release(weft_tcp_accept_t *f)
 {
@@ -252,8 +283,7 @@ static void accept_drop(void *state)
     if (f->l_) {
         /* close_waker first: once the side is free, the next accept may
          * register there, and we would take its waker instead of ours. */
-        if (f->backoff_until_)
-            accept_forget_close_waker(f);
+        accept_backoff_end(f);
         accept_release(f);
         weft__tcp_listener_unref(f->l_);
         f->l_ = NULL;
@@ -263,10 +293,7 @@ static void accept_drop(void *state)
 static weft_poll_t accept_ready(weft_tcp_accept_t *f, int64_t *out, int64_t v)
 {
     accept_disarm(f);
-    if (f->backoff_until_) { /* before the release, as in accept_drop */
-        accept_forget_close_waker(f);
-        f->backoff_until_ = 0;
-    }
+    accept_backoff_end(f); /* before the release, as in accept_drop */
     accept_release(f);
     *out = v;
     return WEFT_READY;
@@ -341,10 +368,7 @@ static int accept_backoff(weft_tcp_accept_t *f, weft_cx_t *cx)
         return t;
     if (deadline_first)
         return -ETIMEDOUT;
-    int64_t slept = atomic_load_explicit(&l->backoff_ns, memory_order_relaxed);
-    atomic_fetch_add_explicit(&l->backoff_total_ns, (uint64_t)slept, memory_order_relaxed);
-    accept_forget_close_waker(f);
-    f->backoff_until_ = 0;
+    accept_backoff_end(f);
     accept_disarm(f);
     return 0;
 }
@@ -454,7 +478,8 @@ static weft_poll_t accept_poll(void *state, weft_cx_t *cx, int64_t *out)
             /* Relaxed: a counter. */
             atomic_fetch_add_explicit(&l->aborted, 1, memory_order_relaxed);
         } else {
-            return accept_ready(f, out, fd);
+            /* Closed while we were in accept4: EINVAL from the shut socket. */
+            return accept_ready(f, out, listener_closed(l) ? -EBADF : fd);
         }
     }
     weft_waker_wake_by_ref(weft_cx_waker(cx)); /* many aborted in a row: yield */

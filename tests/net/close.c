@@ -259,3 +259,49 @@ Test(net_close, close_races_reader, .timeout = 120)
     }
     cr_expect_eq(wt_finish(rt), 0);
 }
+
+/* Close stops listening when it returns, although an accept still waits
+ * (one worker, and the closing coroutine does not yield: the accept cannot
+ * have ended yet): a connect is refused, and the address can be listened
+ * on again at once. */
+typedef struct stop {
+    int close_rc, connect_err, relisten_rc;
+    acc_waiter_t a;
+} stop_t;
+
+static int close_then_probe(void *arg)
+{
+    stop_t *x = arg;
+    weft_task_t *h;
+    struct sockaddr_storage addr;
+    if (nt_listen(NULL, AF_INET, &x->a.l, &addr) != 0 ||
+        weft_spawn_coro(weft_runtime_current(), accept_waiter, &x->a, NULL, &h) != 0)
+        return -1;
+    for (int i = 0; i < 5000 && !wt_task_suspended(h); i++)
+        weft_sleep_for(WT_MS);
+    x->close_rc = weft_tcp_listener_close(x->a.l);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    x->connect_err =
+        connect(fd, (struct sockaddr *)&addr, sizeof(struct sockaddr_in)) == 0 ? 0 : errno;
+    close(fd);
+    weft_tcp_listener_t *again = NULL;
+    x->relisten_rc =
+        weft_tcp_listen(NULL, (struct sockaddr *)&addr, sizeof(struct sockaddr_in), 16, &again);
+    if (again)
+        weft_tcp_listener_close(again);
+    return weft_join(h, NULL);
+}
+
+Test(net_close, listener_close_stops_listening_at_once, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(1);
+    stop_t x = {1, -1, 1, {NULL, 1}};
+    int result = -1;
+    cr_assert_eq(weft_runtime_run_coro(rt, close_then_probe, &x, NULL, &result), 0);
+    cr_expect_eq(result, 0);
+    cr_expect_eq(x.close_rc, 0);
+    cr_expect_eq(x.connect_err, ECONNREFUSED, "connect after close: %s", strerror(x.connect_err));
+    cr_expect_eq(x.relisten_rc, 0, "listen again: %s", weft_strerror(x.relisten_rc));
+    cr_expect_eq(atomic_load(&x.a.rc), -EBADF, "the waiting accept");
+    cr_expect_eq(wt_finish(rt), 0);
+}

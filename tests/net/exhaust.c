@@ -8,7 +8,9 @@
  * back off (each failure is followed by a sleep: the failure count stays
  * below the milliseconds elapsed, instead of the millions a spinning
  * accept would rack up), count and report the failures, and answer every
- * connection once descriptors come back.
+ * connection once descriptors come back. Two more children have no fd at
+ * all: with fail_on_exhaustion the accept reports -EMFILE at once, and a
+ * back-off cut short by the accept's deadline is still counted.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -255,15 +257,90 @@ Test(net_exhaust, accept_backs_off_and_recovers, .timeout = 90)
 }
 
 /*
- * fail_on_exhaustion: the accept reports -EMFILE (after counting it and
- * calling on_exhaustion with no back-off) instead of sleeping; the
- * connection stays queued and is accepted once an fd is free.
+ * A child with no descriptor left at all runs `run` (a coroutine given the
+ * listener, made with `o`) while the parent keeps one connection queued,
+ * then reports {rc1, rc2, exhausted, reports, backoff_ns} through the pipe.
  */
 typedef struct fail_child {
     weft_tcp_listener_t *l;
     int rc1, rc2;
 } fail_child_t;
 
+static _Atomic int fail_reports;
+
+static void no_fd_child(int wfd, weft_tcp_listen_opts_t *o, int (*run)(void *))
+{
+    alarm(60);
+    weft_runtime_t *rt = wt_runtime(1);
+    struct sockaddr_storage a;
+    socklen_t alen;
+    nt_loopback(AF_INET, &a, &alen);
+    fail_child_t f = {NULL, 1, 1};
+    int rc = weft_tcp_listen_with(rt, (struct sockaddr *)&a, alen, o, &f.l);
+    if (rc != 0)
+        _exit(10);
+    weft_tcp_listener_local_addr(f.l, &a);
+    int port = weft_addr_port((struct sockaddr *)&a);
+    /* No fd left at all. */
+    struct rlimit lim;
+    getrlimit(RLIMIT_NOFILE, &lim);
+    lim.rlim_cur = (rlim_t)max_open_fd() + 1;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0)
+        _exit(11);
+    while (dup(0) >= 0) {
+        /* fill the holes below the limit: not a single fd is left */
+    }
+    if (write(wfd, &port, sizeof port) != sizeof port)
+        _exit(12);
+    int result = 0;
+    if (weft_runtime_run_coro(rt, run, &f, NULL, &result) != 0)
+        _exit(13);
+    weft_tcp_listener_stats_t st;
+    weft_tcp_listener_stats(f.l, &st);
+    int64_t report[5] = {f.rc1, f.rc2, (int64_t)st.exhausted, atomic_load(&fail_reports),
+                         (int64_t)st.backoff_ns};
+    weft_tcp_listener_close(f.l);
+    wt_finish(rt);
+    if (write(wfd, report, sizeof report) != sizeof report)
+        _exit(14);
+    _exit(0);
+}
+
+/* Fork the child, connect once to the port it reports, collect its report. */
+static void run_no_fd_child(weft_tcp_listen_opts_t *o, int (*run)(void *), int64_t report[5])
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        no_fd_child(p[1], o, run);
+    }
+    close(p[1]);
+    int port = 0;
+    cr_assert(read_full(p[0], &port, sizeof port, 20000), "the child reports its port");
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    bool got = read_full(p[0], report, 5 * sizeof report[0], 30000);
+    close(p[0]);
+    close(fd);
+    int status = 0;
+    if (!got)
+        kill(pid, SIGKILL);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(got, "the child reports (status %d)", status);
+}
+
+/*
+ * fail_on_exhaustion: the accept reports -EMFILE (after counting it and
+ * calling on_exhaustion with no back-off) instead of sleeping; the
+ * connection stays queued and is accepted once an fd is free.
+ */
 static int accept_twice(void *arg)
 {
     fail_child_t *f = arg;
@@ -281,8 +358,6 @@ static int accept_twice(void *arg)
     return 0;
 }
 
-static _Atomic int fail_reports;
-
 static void on_fail(weft_tcp_listener_t *l, int err, int64_t backoff_ns, void *arg)
 {
     (void)l;
@@ -291,76 +366,43 @@ static void on_fail(weft_tcp_listener_t *l, int err, int64_t backoff_ns, void *a
         atomic_fetch_add(&fail_reports, 1);
 }
 
-static void fail_child_main(int wfd)
+Test(net_exhaust, fail_on_exhaustion_reports, .timeout = 60)
 {
-    alarm(60);
-    weft_runtime_t *rt = wt_runtime(1);
-    struct sockaddr_storage a;
-    socklen_t alen;
-    nt_loopback(AF_INET, &a, &alen);
     weft_tcp_listen_opts_t o = WEFT_TCP_LISTEN_OPTS_INIT;
     o.fail_on_exhaustion = true;
     o.on_exhaustion = on_fail;
-    fail_child_t f = {NULL, 1, 1};
-    int rc = weft_tcp_listen_with(rt, (struct sockaddr *)&a, alen, &o, &f.l);
-    if (rc != 0)
-        _exit(10);
-    weft_tcp_listener_local_addr(f.l, &a);
-    int port = weft_addr_port((struct sockaddr *)&a);
-    /* No fd left at all. */
-    struct rlimit lim;
-    getrlimit(RLIMIT_NOFILE, &lim);
-    lim.rlim_cur = (rlim_t)max_open_fd() + 1;
-    if (setrlimit(RLIMIT_NOFILE, &lim) != 0)
-        _exit(11);
-    while (dup(0) >= 0) {
-        /* fill the holes below the limit: not a single fd is left */
-    }
-    if (write(wfd, &port, sizeof port) != sizeof port)
-        _exit(12);
-    int result = 0;
-    if (weft_runtime_run_coro(rt, accept_twice, &f, NULL, &result) != 0)
-        _exit(13);
-    weft_tcp_listener_stats_t st;
-    weft_tcp_listener_stats(f.l, &st);
-    int report[4] = {f.rc1, f.rc2, (int)st.exhausted, atomic_load(&fail_reports)};
-    weft_tcp_listener_close(f.l);
-    wt_finish(rt);
-    if (write(wfd, report, sizeof report) != sizeof report)
-        _exit(14);
-    _exit(0);
-}
-
-Test(net_exhaust, fail_on_exhaustion_reports, .timeout = 60)
-{
-    int p[2];
-    cr_assert_eq(pipe(p), 0);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        close(p[0]);
-        fail_child_main(p[1]);
-    }
-    close(p[1]);
-    int port = 0;
-    cr_assert(read_full(p[0], &port, sizeof port, 20000), "the child reports its port");
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    int report[4] = {1, 1, -1, -1};
-    bool got = read_full(p[0], report, sizeof report, 30000);
-    close(p[0]);
-    close(fd);
-    int status = 0;
-    if (!got)
-        kill(pid, SIGKILL);
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(got, "the child reports (status %d)", status);
-    cr_expect_eq(report[0], -EMFILE, "first accept: %d", report[0]);
-    cr_expect_eq(report[1], 0, "second accept, with fds back: %d", report[1]);
+    int64_t report[5] = {1, 1, -1, -1, -1};
+    run_no_fd_child(&o, accept_twice, report);
+    cr_expect_eq(report[0], -EMFILE, "first accept: %lld", (long long)report[0]);
+    cr_expect_eq(report[1], 0, "second accept, with fds back: %lld", (long long)report[1]);
     cr_expect_eq(report[2], 1, "counted once");
     cr_expect_eq(report[3], 1, "reported once, with no back-off");
+}
+
+/*
+ * A back-off cut short by the accept's deadline still counts the time it
+ * slept in the statistics (no more than the back-off's length).
+ */
+#define LONG_BACKOFF (300 * WT_MS)
+
+static int accept_until_deadline(void *arg)
+{
+    fail_child_t *f = arg;
+    weft_tcp_stream_t *s = NULL;
+    f->rc1 = weft_tcp_accept(f->l, &s, NULL, weft_now() + 50 * WT_MS);
+    if (f->rc1 == 0)
+        weft_tcp_close(s);
+    return 0;
+}
+
+Test(net_exhaust, backoff_cut_short_is_counted, .timeout = 60)
+{
+    weft_tcp_listen_opts_t o = WEFT_TCP_LISTEN_OPTS_INIT;
+    o.backoff_min_ns = o.backoff_max_ns = LONG_BACKOFF;
+    int64_t report[5] = {1, 1, -1, -1, -1};
+    run_no_fd_child(&o, accept_until_deadline, report);
+    cr_expect_eq(report[0], -ETIMEDOUT, "the accept: %lld", (long long)report[0]);
+    cr_expect_eq(report[2], 1, "exhausted once");
+    cr_expect(report[4] > 0 && report[4] <= LONG_BACKOFF, "slept %lld ns of a %lld ns back-off",
+              (long long)report[4], (long long)LONG_BACKOFF);
 }
