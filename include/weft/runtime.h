@@ -69,7 +69,8 @@ typedef struct weft_config {
      * lowest latency for CPU-heavy bursts, the most CPU for short ones).
      * Other negative values, or more than WEFT_HELP_DELAY_MAX_NS: -EINVAL.
      * With WEFT_DRIVER_THREAD the driver hands tasks to workers' inboxes
-     * and they are shared at once whatever this says.
+     * (unparking a parked one) whatever this says; a task waiting in the
+     * inbox of a worker stuck in one poll for 1 ms is moved to a peer.
      */
     int64_t help_delay_ns;
     /*

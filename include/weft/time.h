@@ -7,7 +7,12 @@
  * has already passed completes at once, without touching the timer wheel.
  * Timers never fire early; they fire late by at most the wheel's
  * resolution (WEFT_TIMER_RESOLUTION_NS) plus the time the driver thread and
- * a worker take to wake up.
+ * a worker take to wake up, as long as no poll runs long. A long poll
+ * delays more (docs/io.md, "Who polls"): with the default driver mode the
+ * timers themselves, while it runs on the worker that would watch them;
+ * with WEFT_DRIVER_THREAD only the tasks that must run on its worker
+ * (pinned coroutines), since the driver moves the others to a peer once
+ * that worker has been in one poll for 1 ms.
  *
  * Every wait observes cancellation. A stackless task that is cancelled has
  * its future dropped, and dropping any future of this header disarms its

@@ -29,7 +29,10 @@
  *   hand it from one holder to the next).
  * - Tasks woken by a round go to a weft__batch_t and are handed over at
  *   its end: to the polling worker itself, or (from the driver thread)
- *   one CAS and at most one unpark per worker.
+ *   one CAS and at most one unpark per worker. The driver thread also
+ *   wakes at least every WEFT__RESCUE_NS while a busy worker has tasks in
+ *   its inbox, and moves them to its peers if that worker is stuck in one
+ *   poll (weft__sched_batch_rescue).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +120,10 @@ static void round_run(void *arg, weft__worker_t *w, int64_t until)
     if (until > 0) {
         int64_t timeout = -1; /* no deadline: until an event or a wake */
         int64_t wake_at = d->next < until ? d->next : until;
+        if (!w) { /* the driver thread: tasks stuck behind a long poll */
+            int64_t check = weft__sched_batch_rescue(&d->batch);
+            wake_at = check < wake_at ? check : wake_at;
+        }
         if (wake_at != INT64_MAX) {
             int64_t now = weft__time_now_ns();
             timeout = wake_at > now ? wake_at - now : 0;
@@ -259,4 +266,5 @@ void weft__driver_stats(weft__driver_t *d, weft__driver_stats_t *out)
     out->events = atomic_load_explicit(&d->events, memory_order_relaxed);
     out->wakeups = atomic_load_explicit(&d->wakeups, memory_order_relaxed);
     out->kicks = atomic_load_explicit(&d->kicks, memory_order_relaxed);
+    out->rescued = atomic_load_explicit(&d->batch.rescued, memory_order_relaxed);
 }

@@ -43,6 +43,7 @@ typedef struct weft__driver_stats {
     uint64_t events;  /* I/O events handled */
     uint64_t wakeups; /* eventfd wake-ups received */
     uint64_t kicks;   /* eventfd writes made (after de-duplication) */
+    uint64_t rescued; /* tasks moved off a worker stuck in one poll (driver thread) */
 } weft__driver_stats_t;
 void weft__driver_stats(weft__driver_t *d, weft__driver_stats_t *out);
 

@@ -10,7 +10,9 @@
  *    neither can starve the other. Thieves never see it.
  *  - stacks: the worker's pool of coroutine stacks (src/coro), owner only.
  *  - inbox: a ck_stack of tasks other threads aimed at this worker; pushed
- *    by anyone (push_upmc), drained only by the owner (batch_pop_upmc).
+ *    by anyone (push_upmc), drained by the owner (batch_pop_upmc), and by
+ *    the driver thread when the owner has been stuck in one poll for
+ *    WEFT__RESCUE_NS (the rescue: worker.c, weft__sched_batch_rescue).
  *  - ec: the event count the worker parks on; `sleeping` mirrors its entry
  *    in the idle sleeper list. A parked worker may instead wait in the
  *    scheduler's poller (`in_poller`); wakers then wake the poller too
@@ -56,6 +58,16 @@
  * gives 43-115 us, like a bare futex wake; 30 us gives 2.3-2.6 ms, however
  * long the worker then sleeps. Spinning gained nothing measurable on W2.
  */
+/*
+ * How long a worker may sit in one poll with tasks waiting in its inbox
+ * before the driver thread hands the ones that may move to its peers
+ * (weft__sched_batch_rescue). Ten timer ticks: a poll that long is already
+ * a latency bug of its own; the check costs the driver one wake-up per
+ * this interval only while such tasks wait.
+ */
+#ifndef WEFT__RESCUE_NS
+#define WEFT__RESCUE_NS 1000000
+#endif
 #ifndef WEFT__SPIN_NS
 #define WEFT__SPIN_NS 10000
 #endif
@@ -266,6 +278,12 @@ void weft__worker_schedule(weft__worker_t *w, weft__task_t *t, bool yield);
 typedef struct weft__batch_list {
     ck_stack_entry_t *first, *last;
 } weft__batch_list_t;
+/* A worker whose inbox received a batch while it was busy: its polls
+ * count then, and when (at == 0: no mark). Driver thread only. */
+typedef struct weft__batch_mark {
+    uint64_t polls;
+    int64_t at;
+} weft__batch_mark_t;
 typedef struct weft__batch {
     weft__sched_t *s;
     weft__worker_t *self;
@@ -274,12 +292,24 @@ typedef struct weft__batch {
     size_t inj_n;
     weft__task_t *self_head, *self_tail;
     size_t self_n;
+    weft__batch_mark_t *marks; /* one per worker */
+    unsigned nmarked;
+    _Atomic uint64_t rescued; /* tasks moved out of stuck workers' inboxes (stats) */
 } weft__batch_t;
 int weft__sched_batch_init(weft__sched_t *s, weft__batch_t *b);
 void weft__sched_batch_destroy(weft__batch_t *b);
 void weft__sched_batch_begin(weft__batch_t *b, weft__worker_t *self);
 /* Returns how many tasks stayed with `self` (0 without self). */
 size_t weft__sched_batch_end(weft__batch_t *b);
+/*
+ * The driver thread, before each round: a worker that received a batch in
+ * its inbox while busy and has not started another poll WEFT__RESCUE_NS
+ * later is stuck in one long poll; its inbox's tasks that may run
+ * elsewhere go to the inject queue and a parked peer is woken. Returns
+ * when the next check is due (INT64_MAX: no mark left), which bounds the
+ * round's wait.
+ */
+int64_t weft__sched_batch_rescue(weft__batch_t *b);
 
 /* idle.c */
 bool weft__idle_to_searching(weft__sched_t *s, weft__worker_t *w);

@@ -310,13 +310,19 @@ int weft__sched_batch_init(weft__sched_t *s, weft__batch_t *b)
     memset(b, 0, sizeof *b);
     b->s = s;
     b->per = calloc(s->nworkers, sizeof *b->per);
-    return b->per ? 0 : -ENOMEM;
+    b->marks = calloc(s->nworkers, sizeof *b->marks);
+    if (b->per && b->marks)
+        return 0;
+    weft__sched_batch_destroy(b);
+    return -ENOMEM;
 }
 
 void weft__sched_batch_destroy(weft__batch_t *b)
 {
     free(b->per);
+    free(b->marks);
     b->per = NULL;
+    b->marks = NULL;
 }
 
 void weft__sched_batch_begin(weft__batch_t *b, weft__worker_t *self)
@@ -360,6 +366,92 @@ static void inbox_push_chain(weft__worker_t *w, ck_stack_entry_t *first, ck_stac
     }
 }
 
+static void mark_busy(weft__batch_t *b, unsigned i)
+{
+    weft__batch_mark_t *m = &b->marks[i];
+    /* Relaxed: a progress hint; a stale value only delays the rescue. */
+    m->polls = atomic_load_explicit(&b->s->workers[i].polls, memory_order_relaxed);
+    m->at = weft__time_now_ns();
+    b->nmarked++;
+}
+
+/* Take w's inbox: tasks pinned to w go back, the others to the inject
+ * queue (oldest first), and a parked peer is woken for them. */
+static void rescue_inbox(weft__batch_t *b, weft__worker_t *w)
+{
+    weft__sched_t *s = b->s;
+    /* The swap takes the whole chain; the owner's own batch pop then finds
+     * it empty (or finds what is pushed after). */
+    ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&w->inbox);
+    WEFT__TSAN_ACQUIRE(&w->inbox);
+    ck_stack_entry_t *keep_first = NULL, *keep_last = NULL;
+    weft__task_t *head = NULL, *tail = NULL;
+    size_t n = 0;
+    while (e) { /* newest first */
+        ck_stack_entry_t *nx = e->next;
+        weft__task_t *t = weft__container_of(e, weft__task_t, inbox_entry);
+        if (t->pinned) {
+            e->next = NULL;
+            if (keep_last)
+                keep_last->next = e;
+            else
+                keep_first = e;
+            keep_last = e;
+        } else {
+            t->next = head; /* prepend: the list ends oldest first */
+            head = t;
+            if (!tail)
+                tail = t;
+            n++;
+        }
+        e = nx;
+    }
+    if (keep_first) {
+        inbox_push_chain(w, keep_first, keep_last);
+        /* seq_cst fence: as in batch_end (pairs with the parker's store of
+         * `sleeping`, its fence and its inbox check). */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load_explicit(&w->sleeping, memory_order_relaxed))
+            weft__sched_unpark_worker(s, w);
+    }
+    if (n) {
+        weft__inject_push_batch(&s->inject, head, tail, n);
+        weft__sched_notify_parked(s);
+        /* Relaxed: a statistic, written by the driver thread only. */
+        atomic_store_explicit(&b->rescued,
+                              atomic_load_explicit(&b->rescued, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+    }
+}
+
+int64_t weft__sched_batch_rescue(weft__batch_t *b)
+{
+    if (!b->nmarked)
+        return INT64_MAX;
+    int64_t now = weft__time_now_ns(), next = INT64_MAX;
+    for (unsigned i = 0; i < b->s->nworkers; i++) {
+        weft__batch_mark_t *m = &b->marks[i];
+        if (!m->at)
+            continue;
+        weft__worker_t *w = &b->s->workers[i];
+        uint64_t polls = atomic_load_explicit(&w->polls, memory_order_relaxed);
+        if (inbox_empty(&w->inbox)) {
+            m->at = 0; /* taken by its owner */
+        } else if (polls != m->polls) {
+            m->polls = polls; /* it moved on; the tasks came later */
+            m->at = now;
+        } else if (now - m->at >= WEFT__RESCUE_NS) {
+            rescue_inbox(b, w);
+            m->at = 0;
+        }
+        if (!m->at)
+            b->nmarked--;
+        else if (m->at + WEFT__RESCUE_NS < next)
+            next = m->at + WEFT__RESCUE_NS;
+    }
+    return next;
+}
+
 size_t weft__sched_batch_end(weft__batch_t *b)
 {
     tl_batch = NULL;
@@ -395,6 +487,8 @@ size_t weft__sched_batch_end(weft__batch_t *b)
         atomic_thread_fence(memory_order_seq_cst);
         if (atomic_load_explicit(&w->sleeping, memory_order_relaxed))
             weft__sched_unpark_worker(s, w);
+        else if (!self && !b->marks[i].at) /* busy: checked by the next rescue */
+            mark_busy(b, i);
     }
     if (b->inj_n) {
         weft__inject_push_batch(&s->inject, b->inj_head, b->inj_tail, b->inj_n);
