@@ -167,7 +167,9 @@ void weft_interval_cancel(weft_interval_t *iv);
  * The next tick as a future: its state is the weft_interval_t itself (not
  * a copy: weft_await(&weft_interval_tick_vtable, iv, &scheduled)); output
  * the tick's scheduled time, or -EPERM off the workers. Its drop disarms
- * the interval's timer.
+ * the interval's timer. A schedule that starts before time 0 (weft_now()
+ * is never negative) can output negative times, which this cannot tell
+ * apart from -EPERM: use weft_interval_poll there.
  */
 extern const weft_future_vtable_t weft_interval_tick_vtable;
 
