@@ -98,6 +98,13 @@ static void entry(void *arg)
     __builtin_trap(); /* a finished coroutine is never resumed */
 }
 
+/* Stacks of abandoned coroutines kept mapped until the shutdown sweep is
+ * over (weft__coro_defer_stacks), linked through their pool link. */
+static _Thread_local struct {
+    bool on;
+    weft__stack_t *head;
+} deferred;
+
 static void release_stack(weft__coro_t *c)
 {
 #ifdef WEFT__TSAN
@@ -105,8 +112,25 @@ static void release_stack(weft__coro_t *c)
         __tsan_destroy_fiber(c->tsan_fiber);
     c->tsan_fiber = NULL;
 #endif
-    weft__stack_put(c->stack);
+    if (deferred.on) {
+        c->stack->next = deferred.head;
+        deferred.head = c->stack;
+    } else {
+        weft__stack_put(c->stack);
+    }
     c->stack = NULL;
+}
+
+void weft__coro_defer_stacks(bool on)
+{
+    deferred.on = on;
+    if (on)
+        return;
+    while (deferred.head) {
+        weft__stack_t *st = deferred.head;
+        deferred.head = st->next;
+        weft__stack_put(st);
+    }
 }
 
 /* ---- the task's future ------------------------------------------------------------ */
@@ -186,8 +210,11 @@ static weft_poll_t coro_poll(void *state, weft_cx_t *cx, int64_t *out)
  * this thread and while the stack is still mapped: a timer entry, a
  * readiness registration, a place in a lock's or a channel's wait list,
  * or a stream's side held by that wait would otherwise point into (or be
- * held for) a stack that is gone. What the frames above it hold cannot be
- * found and stays held (weft/coro.h). */
+ * held for) a stack that is gone. That drop may also write into another
+ * abandoned coroutine's frames (a lock it held lives there), so the
+ * shutdown sweep keeps every such stack mapped until all are dropped
+ * (weft__coro_defer_stacks). What the frames above the await hold cannot
+ * be found and stays held (weft/coro.h). */
 static void coro_drop(void *state)
 {
     weft__coro_t *c = state;

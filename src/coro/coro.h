@@ -136,6 +136,14 @@ typedef struct weft__coro {
 extern const weft_future_vtable_t weft__coro_vtable;
 
 /*
+ * On the calling thread, from on = true to on = false: stacks of dropped
+ * coroutines are kept mapped, then given back all at once. The shutdown
+ * sweep (weft__sched_drop_rest) wraps its drops in it, because dropping
+ * one abandoned coroutine's await may write into another's frames.
+ */
+void weft__coro_defer_stacks(bool on);
+
+/*
  * One poll of coroutine c, split around the switch (the harness lets the
  * worker loop make it, task.h weft__task_run_start). begin: with RUNNING
  * held, set up the resume and return true with the switch to make

@@ -216,7 +216,9 @@ int weft__sched_shutdown(weft__sched_t *s, int64_t deadline)
 
 void weft__sched_drop_rest(weft__sched_t *s)
 {
-    /* 5. Drop whatever is left. */
+    /* 5. Drop whatever is left; no coroutine stack goes before the last
+     * drop (one's await may point into another's frames). */
+    weft__coro_defer_stacks(true);
     for (;;) {
         size_t ran = drain_queues(s);
         bool swept = false;
@@ -226,6 +228,7 @@ void weft__sched_drop_rest(weft__sched_t *s)
         if (!ran && !swept)
             break;
     }
+    weft__coro_defer_stacks(false);
 }
 
 void weft__sched_free(weft__sched_t *s)

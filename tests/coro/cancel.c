@@ -243,3 +243,120 @@ Test(coro_cancel, shutdown_drops_the_abandoned_await, .timeout = 30)
     cr_assert_eq(weft_runtime_free(rt), 0);
     cr_assert_eq(weft__stack_mapped(), stacks, "its stack was freed");
 }
+
+/*
+ * Two abandoned coroutines, one waiting on a lock that lives in the
+ * other's frame: dropping the waiter's await unlinks its node from that
+ * lock, which must still be mapped whichever of the two is dropped first
+ * (the sweep gives the stacks back only after the last drop).
+ */
+typedef struct node {
+    struct node *next, **pprev;
+} node_t;
+
+typedef struct frame_lock {
+    node_t *head; /* waiters; the lock is always held */
+} frame_lock_t;
+
+typedef struct lock_wait {
+    frame_lock_t *lk;
+    node_t node;
+    bool linked;
+    _Atomic int *drops;
+} lock_wait_t;
+
+static weft_poll_t lock_wait_poll(void *st, weft_cx_t *cx, int64_t *out)
+{
+    (void)cx;
+    (void)out;
+    lock_wait_t *f = st;
+    if (!f->linked) { /* no waker kept: the lock is never released */
+        f->node.next = f->lk->head;
+        f->node.pprev = &f->lk->head;
+        if (f->lk->head)
+            f->lk->head->pprev = &f->node.next;
+        f->lk->head = &f->node;
+        f->linked = true;
+    }
+    return WEFT_PENDING;
+}
+
+static void lock_wait_drop(void *st)
+{
+    lock_wait_t *f = st;
+    atomic_fetch_add(f->drops, 1);
+    if (f->linked) { /* writes into the lock holder's frame */
+        *f->node.pprev = f->node.next;
+        if (f->node.next)
+            f->node.next->pprev = f->node.pprev;
+        f->linked = false;
+    }
+}
+
+static const weft_future_vtable_t lock_wait_vt = {lock_wait_poll, lock_wait_drop, "frame_lock"};
+
+typedef struct lock_pair {
+    _Atomic(frame_lock_t *) lk;
+    _Atomic int waiting, drops;
+    wt_flag_t never;
+    wt_counts_t c;
+} lock_pair_t;
+
+static int lock_holder(void *arg)
+{
+    lock_pair_t *p = arg;
+    frame_lock_t lk = {NULL};
+    atomic_store(&p->lk, &lk);
+    wt_wait_flag_t wf = {&p->c, &p->never, 0};
+    return weft_await(&wt_wait_flag_vt, &wf, NULL); /* holds lk until cancelled */
+}
+
+static int lock_waiter(void *arg)
+{
+    lock_pair_t *p = arg;
+    lock_wait_t f = {atomic_load(&p->lk), {NULL, NULL}, false, &p->drops};
+    atomic_store(&p->waiting, 1);
+    return weft_await(&lock_wait_vt, &f, NULL);
+}
+
+static bool lock_published(void *arg)
+{
+    return atomic_load(&((lock_pair_t *)arg)->lk) != NULL;
+}
+
+Test(coro_cancel, shutdown_drops_awaits_before_any_stack_goes, .timeout = 30)
+{
+    for (int order = 0; order < 2; order++) {
+        int64_t stacks = weft__stack_mapped();
+        weft_runtime_t *rt = wt_runtime(1);
+        lock_pair_t p;
+        memset(&p, 0, sizeof p);
+        wt_flag_init(&p.never);
+        wt_counts_init(&p.c);
+        /* order 1 spawns a blocker first, so the two sit at other places in
+         * the queues and the owned lists */
+        held_t early;
+        if (order == 1) {
+            hold_worker(rt, &early);
+            atomic_store(&early.release, 1);
+            cr_assert_eq(weft_task_join_wait(early.h, weft_now() + WAIT_NS, NULL), 0);
+        }
+        cr_assert_eq(weft_spawn_coro(rt, lock_holder, &p, NULL, NULL), 0);
+        cr_assert(wt_wait_until(lock_published, &p, WAIT_NS));
+        cr_assert_eq(weft_spawn_coro(rt, lock_waiter, &p, NULL, NULL), 0);
+        cr_assert(wt_wait_int_ge(&p.waiting, 1, WAIT_NS));
+        cr_assert(wt_wait_int_ge(&p.c.polls, 1, WAIT_NS));
+        held_t held;
+        hold_worker(rt, &held);
+        int64_t deadline = weft_now() + 20 * WT_MS;
+        release_worker_at(&held, deadline + WT_SEC);
+        cr_assert_eq(weft_runtime_shutdown(rt, deadline), 3, "both coroutines and the blocker");
+        release_worker_joined(&held);
+        cr_assert_eq(atomic_load(&p.drops), 1, "the waiter's await was dropped once");
+        cr_assert_eq(atomic_load(&p.c.drops), 1, "so was the holder's");
+        cr_assert_eq(weft_task_detach(held.h), 0);
+        wt_flag_destroy(&p.never);
+        cr_assert_eq(weft_runtime_free(rt), 0);
+        cr_assert_eq(weft__stack_mapped(), stacks, "both stacks were freed");
+    }
+}
