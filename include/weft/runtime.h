@@ -70,7 +70,8 @@ typedef struct weft_config {
      * Other negative values, or more than WEFT_HELP_DELAY_MAX_NS: -EINVAL.
      * With WEFT_DRIVER_THREAD the driver hands tasks to workers' inboxes
      * (unparking a parked one) whatever this says; a task waiting in the
-     * inbox of a worker stuck in one poll for 1 ms is moved to a peer.
+     * inbox of a worker stuck in one poll for 1 ms is moved to a peer
+     * (within 2 ms of its wake).
      */
     int64_t help_delay_ns;
     /*

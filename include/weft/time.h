@@ -12,7 +12,7 @@
  * timers themselves, while it runs on the worker that would watch them;
  * with WEFT_DRIVER_THREAD only the tasks that must run on its worker
  * (pinned coroutines), since the driver moves the others to a peer once
- * that worker has been in one poll for 1 ms.
+ * that worker has been in one poll for 1 ms (within 2 ms of the wake).
  *
  * Every wait observes cancellation. A stackless task that is cancelled has
  * its future dropped, and dropping any future of this header disarms its

@@ -358,9 +358,13 @@ static void inbox_push_chain(weft__worker_t *w, ck_stack_entry_t *first, ck_stac
     ck_stack_entry_t *head = ck_pr_load_ptr(&w->inbox.head);
     for (;;) {
         last->next = head;
-        /* The CAS is a full barrier on ck's targets (as in
-         * ck_stack_push_upmc): it publishes the chain's links to the
-         * owner's batch pop. */
+        /* Store fence, as ck_stack_push_upmc has: ck's CAS carries no
+         * release order on every target (aarch64's does not), and the
+         * chain's links and tasks must be visible before its head. Pairs
+         * with the fas + load fence of the consumers' batch pop (the owner's
+         * drain_inbox, the driver's rescue_inbox). Found by review; x86
+         * and TSan builds cannot show it. */
+        ck_pr_fence_store();
         if (ck_pr_cas_ptr_value(&w->inbox.head, head, first, &head))
             break;
     }
