@@ -238,6 +238,27 @@ static inline void weft__counter_inc(_Atomic uint64_t *c)
                           memory_order_relaxed);
 }
 
+/* Append t to the list head..tail linked through next. */
+static inline void weft__task_list_append(weft__task_t **head, weft__task_t **tail, weft__task_t *t)
+{
+    t->next = NULL;
+    if (*tail)
+        (*tail)->next = t;
+    else
+        *head = t;
+    *tail = t;
+}
+
+/*
+ * Lock-free emptiness peek at an inbox. CK_STACK_ISEMPTY is a plain read,
+ * a data race (C11; TSan reports it) against push_upmc's CAS: use an
+ * atomic load. Relaxed: the callers that need ordering fence first.
+ */
+static inline bool weft__inbox_empty(ck_stack_t *st)
+{
+    return __atomic_load_n(&st->head, __ATOMIC_RELAXED) == NULL;
+}
+
 /* alloc.c: task cells. */
 weft__task_t *weft__cell_alloc(weft__sched_t *s, weft__worker_t *w, size_t total);
 void weft__cell_free(weft__sched_t *s, weft__task_t *t);
@@ -278,6 +299,15 @@ void weft__worker_schedule(weft__worker_t *w, weft__task_t *t, bool yield);
 typedef struct weft__batch_list {
     ck_stack_entry_t *first, *last;
 } weft__batch_list_t;
+/* batch.c (the calling thread's batch, if it holds the poller) */
+extern _Thread_local struct weft__batch *weft__batch_current;
+void weft__sched_batch_add(struct weft__batch *b, weft__task_t *t);
+/* A polling worker that kept a round's tasks: ran dry (fold the batch's
+ * time per task into task_ns); its help deadline passed (wake a peer if
+ * its ring still holds work). */
+void weft__worker_batch_done(weft__worker_t *w);
+void weft__worker_help_check(weft__worker_t *w);
+
 /* A worker whose inbox received a batch while it was busy: its polls
  * count then, and when (at == 0: no mark). Driver thread only. */
 typedef struct weft__batch_mark {
