@@ -12,7 +12,7 @@
  *  - inbox: a ck_stack of tasks other threads aimed at this worker; pushed
  *    by anyone (push_upmc), drained by the owner (batch_pop_upmc), and by
  *    the driver thread when the owner has been stuck in one poll for
- *    WEFT__RESCUE_NS (the rescue: worker.c, weft__sched_batch_rescue).
+ *    WEFT__RESCUE_NS (the rescue: batch.c, weft__sched_batch_rescue).
  *  - ec: the event count the worker parks on; `sleeping` mirrors its entry
  *    in the idle sleeper list. A parked worker may instead wait in the
  *    scheduler's poller (`in_poller`); wakers then wake the poller too
@@ -73,7 +73,7 @@
 #endif
 #define WEFT__STEAL_SINGLE_NS 5000 /* then also steal a peer's lone task */
 /* Poller-batch tasks that run this long on average make a worker hand the
- * poller to a parked peer as it leaves it (worker.c, "Help"). */
+ * poller to a parked peer as it leaves it (batch.c, "Help"). */
 #define WEFT__LONG_TASK_NS 100000
 /* A parked worker trims its coroutine stack pool after this long (worker.c). */
 #define WEFT__TRIM_DELAY_NS 50000000
@@ -110,10 +110,10 @@ typedef struct weft__worker {
     weft__task_t *pin_head, *pin_tail;
     bool pin_turn; /* the next pick prefers the pinned list */
     /* When a poller batch this worker kept has waited long enough for a
-     * peer to be woken to share it (worker.c, "Help"); 0: none pending. */
+     * peer to be woken to share it (batch.c, "Help"); 0: none pending. */
     int64_t help_at;
     /* The poller batches it is running: since when (0: none) and how many
-     * tasks; and the average run time of such a task (worker.c, "Help"). */
+     * tasks; and the average run time of such a task (batch.c, "Help"). */
     int64_t batch_at, task_ns;
     uint32_t batch_n;
     uint32_t tick;

@@ -6,7 +6,7 @@
  * worker inboxes (push_upmc / batch_pop_upmc) therefore look racy to it.
  * Those two functions are suppressed here and nothing else. The hand-off
  * they perform is made visible to TSan explicitly (WEFT__TSAN_RELEASE /
- * ACQUIRE around the push and the pop, src/sched/worker.c), so races on the
+ * ACQUIRE around the pushes and pops, src/sched/worker.c and batch.c), so races on the
  * tasks themselves are still reported at their real sites.
  */
 #include "util/util.h"
