@@ -402,25 +402,32 @@ Test(net_cancel, ended_waits_give_their_wakers_back, .timeout = 60)
      * 3: accept dropped. One probe each: a waker left behind by one case
      * must not look like the next one's. */
     wt_probe_t probes[4];
+    /* A deadline case must have registered before its 20 ms passed; on a
+     * loaded machine its first poll can come later (it then ends at once,
+     * holding nothing): such a case is tried again, up to 5 times. */
     for (int k = 0; k < 4; k++) {
-        int64_t dl = k % 2 == 0 ? weft_now() + 20 * WT_MS : WEFT_FOREVER;
         wt_probe_t *p = &probes[k];
-        *p = (wt_probe_t){.drop_after = k % 2 == 0 ? 0 : 3};
-        if (k < 2) {
-            cr_assert_eq(weft_tcp_read_init(&rd, d.b, buf, sizeof buf, dl), 0);
-            p->vt = &weft_tcp_read_vtable;
-            p->inner = &rd;
-        } else {
-            cr_assert_eq(weft_tcp_accept_init(&ac, d.l, &s, NULL, dl), 0);
-            p->vt = &weft_tcp_accept_vtable;
-            p->inner = &ac;
+        for (int attempt = 0; attempt < 5; attempt++) {
+            int64_t dl = k % 2 == 0 ? weft_now() + 20 * WT_MS : WEFT_FOREVER;
+            *p = (wt_probe_t){.drop_after = k % 2 == 0 ? 0 : 3};
+            if (k < 2) {
+                cr_assert_eq(weft_tcp_read_init(&rd, d.b, buf, sizeof buf, dl), 0);
+                p->vt = &weft_tcp_read_vtable;
+                p->inner = &rd;
+            } else {
+                cr_assert_eq(weft_tcp_accept_init(&ac, d.l, &s, NULL, dl), 0);
+                p->vt = &weft_tcp_accept_vtable;
+                p->inner = &ac;
+            }
+            wt_probe_run(rt, p);
+            cr_expect_eq(p->finished, k % 2 == 0 ? 1 : 2, "case %d", k);
+            if (k % 2 == 0)
+                cr_expect_eq(p->v, -ETIMEDOUT, "case %d", k);
+            cr_expect_eq(wt_tw_live(&p->tw), 0, "case %d: a clone is still held", k);
+            if (atomic_load(&p->tw.clones) >= 1)
+                break;
         }
-        wt_probe_run(rt, p);
-        cr_expect_eq(p->finished, k % 2 == 0 ? 1 : 2, "case %d", k);
-        if (k % 2 == 0)
-            cr_expect_eq(p->v, -ETIMEDOUT, "case %d", k);
         cr_expect_geq(atomic_load(&p->tw.clones), 1, "case %d registered", k);
-        cr_expect_eq(wt_tw_live(&p->tw), 0, "case %d: a clone is still held", k);
     }
     cr_expect_null(s);
     /* Both still work. */
