@@ -14,7 +14,7 @@ typedef struct held {
     wt_counts_t c;
     _Atomic int started, release;
     weft_task_t *h;
-    int64_t release_at; /* release_worker_at */
+    int64_t release_at; /* shutdown_past_held_worker */
     pthread_t releaser;
 } held_t;
 
@@ -44,19 +44,23 @@ static inline void *held_releaser(void *arg)
     return NULL;
 }
 
-/* Release the worker from another thread once weft_now() reaches `at`:
- * for a shutdown that must pass its deadline with the worker still held
- * (the blocker ends then, and stays a task whose handle the caller owns).
- * release_worker_joined waits for that thread. */
-static inline void release_worker_at(held_t *b, int64_t at)
+/*
+ * Shut rt down past its deadline with every task but the blocker still
+ * waiting: hold the only worker, give shutdown a 20 ms deadline, and let
+ * a thread release the worker 1 s after it (so the worker cannot get to
+ * the others before shutdown has stopped it). Returns shutdown's result
+ * (the stragglers, the blocker included); the blocker's handle b->h is
+ * still the caller's.
+ */
+static inline int shutdown_past_held_worker(weft_runtime_t *rt, held_t *b)
 {
-    b->release_at = at;
+    hold_worker(rt, b);
+    int64_t deadline = weft_now() + 20 * WT_MS;
+    b->release_at = deadline + WT_SEC;
     cr_assert_eq(pthread_create(&b->releaser, NULL, held_releaser, b), 0);
-}
-
-static inline void release_worker_joined(held_t *b)
-{
+    int rc = weft_runtime_shutdown(rt, deadline);
     pthread_join(b->releaser, NULL);
+    return rc;
 }
 
 #endif /* WEFT_TESTS_HELD_H */

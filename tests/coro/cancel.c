@@ -228,13 +228,7 @@ Test(coro_cancel, shutdown_drops_the_abandoned_await, .timeout = 30)
     cr_assert_eq(weft_spawn_coro(rt, parked_coro, &b, NULL, NULL), 0);
     cr_assert(wt_wait_int_ge(&b.c.polls, 1, WAIT_NS), "never blocked");
     held_t held;
-    hold_worker(rt, &held);
-    int64_t deadline = weft_now() + 20 * WT_MS;
-    /* Released well after the deadline: the worker must not get to the
-     * coroutine before shutdown has stopped it. */
-    release_worker_at(&held, deadline + WT_SEC);
-    cr_assert_eq(weft_runtime_shutdown(rt, deadline), 2, "the coroutine and the blocker");
-    release_worker_joined(&held);
+    cr_assert_eq(shutdown_past_held_worker(rt, &held), 2, "the coroutine and the blocker");
     cr_assert_eq(atomic_load(&b.cleaned), 0, "the coroutine was never resumed");
     cr_assert_eq(atomic_load(&b.c.drops), 1, "its awaited future was dropped once");
     cr_assert_eq(atomic_load(&b.c.readies), 0);
@@ -347,11 +341,7 @@ Test(coro_cancel, shutdown_drops_awaits_before_any_stack_goes, .timeout = 30)
         cr_assert(wt_wait_int_ge(&p.waiting, 1, WAIT_NS));
         cr_assert(wt_wait_int_ge(&p.c.polls, 1, WAIT_NS));
         held_t held;
-        hold_worker(rt, &held);
-        int64_t deadline = weft_now() + 20 * WT_MS;
-        release_worker_at(&held, deadline + WT_SEC);
-        cr_assert_eq(weft_runtime_shutdown(rt, deadline), 3, "both coroutines and the blocker");
-        release_worker_joined(&held);
+        cr_assert_eq(shutdown_past_held_worker(rt, &held), 3, "both coroutines and the blocker");
         cr_assert_eq(atomic_load(&p.drops), 1, "the waiter's await was dropped once");
         cr_assert_eq(atomic_load(&p.c.drops), 1, "so was the holder's");
         cr_assert_eq(weft_task_detach(held.h), 0);

@@ -550,11 +550,7 @@ Test(net_cancel, runtime_shutdown_abandoning_a_reader, .timeout = 60)
     cr_assert_eq(weft_spawn_coro(rt, cancel_reader, &o, NULL, NULL), 0);
     cr_assert(wt_wait_until(held, d.b, WAIT_NS));
     held_t blocker;
-    hold_worker(rt, &blocker);
-    int64_t deadline = weft_now() + 20 * WT_MS;
-    release_worker_at(&blocker, deadline + WT_SEC);
-    cr_expect_eq(weft_runtime_shutdown(rt, deadline), 2, "the reader and the blocker");
-    release_worker_joined(&blocker);
+    cr_expect_eq(shutdown_past_held_worker(rt, &blocker), 2, "the reader and the blocker");
     cr_expect_eq(atomic_load(&o.rc), 1, "the reader never came back from its read");
     cr_expect_eq(weft__tcp_stream_refs(d.b), 1, "the abandoned read gave its reference back");
     cr_expect_eq(weft_task_detach(blocker.h), 0);
