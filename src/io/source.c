@@ -212,11 +212,10 @@ static int snapshot_of(uint32_t r, unsigned interest)
     return (int)((r & ~(uint32_t)0xff) | (r & (interest | WEFT__HUP)));
 }
 
-int weft_io_ready(weft_io_t io, unsigned interest)
+/* weft_io_ready for a non-zero interest of RD | WR bits only; static so
+ * that weft_io_poll_wait's two checks compile inline. */
+static inline int ready_of(weft_io_t io, unsigned interest)
 {
-    interest &= WEFT__RD | WEFT__WR;
-    if (!interest)
-        return -EINVAL;
     weft__source_t *src = live(io);
     if (!src)
         return -EBADF;
@@ -226,6 +225,14 @@ int weft_io_ready(weft_io_t io, unsigned interest)
     if ((r & WEFT__CLOSED) || !live(io))
         return -EBADF;
     return snapshot_of(r, interest);
+}
+
+int weft_io_ready(weft_io_t io, unsigned interest)
+{
+    interest &= WEFT__RD | WEFT__WR;
+    if (!interest)
+        return -EINVAL;
+    return ready_of(io, interest);
 }
 
 void weft_io_clear(weft_io_t io, int snapshot)
@@ -294,14 +301,14 @@ void weft_io_waiter_saw(weft_io_waiter_t *wt, int snapshot)
 
 int weft_io_poll_wait(weft_io_t io, unsigned interest, weft_cx_t *cx, weft_io_waiter_t *wt)
 {
-    if (!cx)
+    interest &= WEFT__RD | WEFT__WR;
+    if (!cx || !interest)
         return -EINVAL;
-    int r = weft_io_ready(io, interest);
+    int r = ready_of(io, interest);
     if (r != 0) {
         weft_io_waiter_saw(wt, r);
         return r;
     }
-    interest &= WEFT__RD | WEFT__WR;
     weft__source_t *src = io.src_;
     const weft_waker_t *w = weft_cx_waker(cx);
     /* Register first, then re-check (the atomic waker's contract). */
@@ -309,7 +316,7 @@ int weft_io_poll_wait(weft_io_t io, unsigned interest, weft_cx_t *cx, weft_io_wa
         register_waker(&src->rd, w);
     if (interest & WEFT__WR)
         register_waker(&src->wr, w);
-    r = weft_io_ready(io, interest);
+    r = ready_of(io, interest);
     if (r != 0) {
         /* Ready after all (an event raced the registration; the caller
          * will not wait, so nothing of it may stay behind), or the handle
@@ -375,9 +382,16 @@ void weft__source_event(weft__driver_t *d, uint64_t token, uint32_t ready)
          * the readiness is published before the wake below. */
     } while (!atomic_compare_exchange_weak_explicit(&src->readiness, &r, n, memory_order_release,
                                                     memory_order_relaxed));
-    if (ready & WEFT__RD)
+    /* Only a direction this event turned on can have a sleeper: a waiter
+     * sleeps only after it registered and then read its bit clear, and a
+     * bit clear at that read can be set again only by an event that sees
+     * it clear (r is the value the CAS replaced). An edge that merely
+     * repeats a set bit (every EPOLLIN edge reports EPOLLOUT too) skips
+     * the waker's two atomic operations. */
+    uint32_t rise = ready & ~r;
+    if (rise & WEFT__RD)
         weft_atomic_waker_wake(&src->rd);
-    if (ready & WEFT__WR)
+    if (rise & WEFT__WR)
         weft_atomic_waker_wake(&src->wr);
 }
 

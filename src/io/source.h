@@ -25,7 +25,11 @@
  *
  * Wakers: one atomic waker per direction; the driver wakes them after
  * setting readiness (producer: condition first, then wake); a waiter
- * registers, then re-reads readiness (consumer: register first).
+ * registers, then re-reads readiness (consumer: register first), and
+ * sleeps only if its bits were clear at that re-read. So the driver wakes
+ * a direction only when its event turns that bit on: a bit that was
+ * already set has no sleeper (each EPOLLIN edge also reports EPOLLOUT,
+ * and this skips that waker's atomics).
  */
 #ifndef WEFT_IO_SOURCE_H
 #define WEFT_IO_SOURCE_H

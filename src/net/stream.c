@@ -290,7 +290,8 @@ static void xfer_disarm(weft_tcp_xfer_t *f)
         f->armed_ = false;
     }
     if (f->s_) {
-        weft_io_forget(f->s_->io, &f->waiter_);
+        if (f->waiter_.dir_) /* the common case, nothing left: no call */
+            weft_io_forget(f->s_->io, &f->waiter_);
         if (f->holds_) {
             /* Release: pairs with the next holder's acquire in xfer_hold,
              * so what this operation did comes before that one starts. */
@@ -351,8 +352,9 @@ static int64_t xfer_step(weft_tcp_xfer_t *f, unsigned dir, weft_cx_t *cx)
     size_t n = f->len_ - f->done_;
     if (n > IO_MAX)
         n = IO_MAX;
-    int snap = weft_io_ready(s->io, dir);
-    weft_io_waiter_saw(&f->waiter_, snap);
+    /* Ready: the snapshot, nothing registered. Not ready: cx's waker is
+     * registered (0). One call either way. */
+    int snap = weft_io_poll_wait(s->io, dir, cx, &f->waiter_);
     bool last = false;
     for (int round = 0; round < SPURIOUS_MAX; round++) {
         if (snap < 0)
@@ -371,10 +373,10 @@ static int64_t xfer_step(weft_tcp_xfer_t *f, unsigned dir, weft_cx_t *cx)
             if (last)
                 return -ETIMEDOUT;
             weft_io_clear(s->io, snap);
+            snap = weft_io_poll_wait(s->io, dir, cx, &f->waiter_);
+            if (snap != 0)
+                continue; /* ready after all (or -EBADF): go round */
         }
-        snap = weft_io_poll_wait(s->io, dir, cx, &f->waiter_);
-        if (snap != 0)
-            continue; /* ready after all (or -EBADF): go round */
         if (f->deadline_ == WEFT_FOREVER)
             return XFER_PENDING;
         int t = weft_timer_poll(&f->timer_, f->deadline_, cx);
