@@ -8,8 +8,9 @@
  * been reported, a stackless task cancelled mid-read drops its future
  * cleanly, a read or accept that ends by its deadline or by being
  * dropped leaves no clone of its waker in the fd's slot, a second
- * operation on a side that is already waiting is refused with -EBUSY, and
- * a read abandoned by a shutdown past its deadline gives the stream back.
+ * operation on a side that is already waiting is refused with -EBUSY, a
+ * read abandoned by a shutdown past its deadline gives the stream back,
+ * and a connect that finished unreported is found at its deadline.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -328,6 +329,83 @@ Test(net_cancel, past_deadline_attempts_before_any_event, .timeout = 60)
     cr_expect_eq(x.write_rc, 1, "an empty send buffer takes the byte: %d", x.write_rc);
     cr_expect_eq(x.empty_rc, -ETIMEDOUT, "nothing more to read: %d", x.empty_rc);
     cr_expect_eq(wt_finish(rt), 0);
+}
+
+/*
+ * A connect whose handshake finished while nobody polled the driver: the
+ * deadline passes with the readiness never reported, and the last look
+ * at the deadline still finds the connection (net.h: -ETIMEDOUT only if
+ * it would have had to wait). The root future is the only task of a
+ * one-worker runtime without a driver thread, so while it sleeps inside
+ * its poll no thread runs the poller.
+ */
+typedef struct late_connect {
+    struct sockaddr_in addr;
+    weft_tcp_connect_t f;
+    weft_tcp_stream_t *s;
+    int first, second; /* the two polls' results */
+    int64_t out;
+} late_connect_t;
+
+/* The root future's state: weft_runtime_run copies it, so it points. */
+typedef struct late_connect_root {
+    late_connect_t *x;
+} late_connect_root_t;
+
+static weft_poll_t late_connect_poll(void *state, weft_cx_t *cx, int64_t *out)
+{
+    late_connect_t *x = ((late_connect_root_t *)state)->x;
+    x->first = x->second = 1;
+    if (weft_tcp_connect_init(&x->f, NULL, (struct sockaddr *)&x->addr, sizeof x->addr,
+                              weft_now() + 20 * WT_MS, &x->s) == 0) {
+        x->first = weft_tcp_connect_vtable.poll(&x->f, cx, &x->out);
+        if (x->first == WEFT_PENDING) {
+            wt_sleep_ns(80 * WT_MS); /* the handshake ends, the deadline passes */
+            x->second = weft_tcp_connect_vtable.poll(&x->f, cx, &x->out);
+        }
+        weft_tcp_connect_vtable.drop(&x->f);
+    }
+    *out = 0;
+    return WEFT_READY;
+}
+
+static void nothing_to_drop(void *state)
+{
+    (void)state;
+}
+
+static const weft_future_vtable_t late_connect_vt = {late_connect_poll, nothing_to_drop,
+                                                     "late_connect"};
+
+Test(net_cancel, connect_at_its_deadline_looks_once_more, .timeout = 60)
+{
+    late_connect_t x = {.addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)}};
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(lfd, 0);
+    socklen_t alen = sizeof x.addr;
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&x.addr, sizeof x.addr), 0);
+    cr_assert_eq(listen(lfd, 4), 0);
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&x.addr, &alen), 0);
+    /* Not wt_runtime: the *_drvthread runs would give it a driver thread,
+     * which reports the handshake while the root sleeps. */
+    weft_config_t cfg;
+    weft_config_init(&cfg);
+    cfg.workers = 1;
+    weft_runtime_t *rt = NULL;
+    cr_assert_eq(weft_runtime_new(&cfg, &rt), 0);
+    late_connect_root_t root = {&x};
+    cr_assert_eq(weft_runtime_run(rt, &late_connect_vt, &root, sizeof root, NULL), 0);
+    cr_expect_eq(x.first, WEFT_PENDING, "a non-blocking connect is in progress at first");
+    cr_expect_eq(x.second, WEFT_READY);
+    cr_expect_eq(x.out, 0, "connected, found by the look at the deadline: %lld", (long long)x.out);
+    cr_expect_not_null(x.s);
+    if (x.s) {
+        struct sockaddr_storage peer;
+        cr_expect_eq(weft_tcp_peer_addr(x.s, &peer), 0);
+        cr_expect_eq(weft_tcp_close(x.s), 0);
+    }
+    cr_expect_eq(wt_finish(rt), 0);
+    close(lfd);
 }
 
 /* ---- accept --------------------------------------------------------------------------------- */
