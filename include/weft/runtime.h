@@ -50,7 +50,7 @@ typedef struct weft_config {
      * WEFT_DRIVER_WORKERS (the default, 0): a worker with nothing to run
      * waits there instead of sleeping, and runs the tasks an event or a
      * timer wakes itself; busy workers look without blocking every 61
-     * ticks. WEFT_DRIVER_THREAD: a thread of its own ("<prefix>-io") waits
+     * ticks or 256 budget units. WEFT_DRIVER_THREAD: a thread of its own ("<prefix>-io") waits
      * there and hands every woken task to a worker, so timers fire and
      * readiness is recorded even while every worker is busy, at the cost
      * of a second thread wake-up per event. Other values: -EINVAL.

@@ -44,6 +44,17 @@
 
 #define WEFT__BUDGET 128
 #define WEFT__GLOBAL_INTERVAL 61
+/*
+ * Budget units (each a leaf operation, weft_coop_proceed) a busy worker
+ * spends between two looks at the poller, inbox and inject queue, however
+ * few ticks they took. Ticks alone let a task that spends its whole
+ * budget every poll (a reader whose socket always has data) stretch 61
+ * ticks to 61 x 128 operations: 8 ms of timer lateness measured, with
+ * 16-byte reads at ~1 us each. Two budgets: ~0.5 ms there (each look
+ * costs one non-blocking epoll call, ~1-2 us), and a server whose tasks
+ * spend a few units a tick (W10, W11: two) reaches the 61st tick first.
+ */
+#define WEFT__UNITS_INTERVAL (2 * WEFT__BUDGET)
 #define WEFT__LIFO_CAP 3
 #ifndef WEFT__FAIR_BATCH
 #define WEFT__FAIR_BATCH 4 /* inject tasks taken at each fairness check (docs/scheduler.md) */
@@ -117,6 +128,7 @@ typedef struct weft__worker {
     int64_t batch_at, task_ns;
     uint32_t batch_n;
     uint32_t tick;
+    uint32_t units; /* budget spent since the last look (WEFT__UNITS_INTERVAL) */
     uint32_t rng;
     int cpu; /* the CPU it binds itself to when it starts, or -1 */
     bool searching;

@@ -4,7 +4,8 @@
  * if the scheduler has one and nobody holds it (the worker then runs what
  * the poller wakes itself), else on the worker's event count.
  *
- * One iteration ("tick"): every WEFT__GLOBAL_INTERVAL ticks the poller is
+ * One iteration ("tick"): every WEFT__GLOBAL_INTERVAL ticks, or sooner once
+ * the ticks spent WEFT__UNITS_INTERVAL budget units, the poller is
  * looked at without blocking (if free), and the inject queue and the inbox
  * are checked first, so remote work cannot starve behind a busy ring. A polled task's LIFO
  * successor runs in the same tick with the same budget, at most WEFT__LIFO_CAP times; then it goes
@@ -12,9 +13,9 @@
  *
  * Fairness (docs/scheduler.md states the bound): a woken task is in the
  * LIFO slot (runs within LIFO_CAP polls), in a FIFO ring (each entry ahead
- * polled once, plus LIFO_CAP successors), in the inbox (drained every 61
- * ticks or when the ring runs dry) or in the inject queue, from which every
- * 61 ticks a batch is taken so that all runnable tasks rotate.
+ * polled once, plus LIFO_CAP successors), in the inbox (drained at each
+ * look, or when the ring runs dry) or in the inject queue, from which at
+ * each look a batch is taken so that all runnable tasks rotate.
  *
  * The calling thread's worker is kept in a thread-local read only through
  * noinline accessors (no TLS address may be cached across a coroutine
@@ -347,9 +348,9 @@ static weft__task_t *pop_inject(weft__worker_t *w, size_t cap)
 }
 
 /*
- * A busy worker looks at the poller every WEFT__GLOBAL_INTERVAL ticks
- * without blocking, if nobody holds it: when every worker is busy, no one
- * is parked in it, and I/O events and due timers would otherwise wait for
+ * A busy worker looks at the poller at each look (next_task) without
+ * blocking, if nobody holds it: when every worker is busy, no one is
+ * parked in it, and I/O events and due timers would otherwise wait for
  * the next worker to run out of work.
  */
 static void poll_nonblocking(weft__worker_t *w)
@@ -364,7 +365,8 @@ static void poll_nonblocking(weft__worker_t *w)
 static weft__task_t *next_task(weft__worker_t *w)
 {
     weft__task_t *t;
-    if (w->tick % WEFT__GLOBAL_INTERVAL == 0) {
+    if (w->tick % WEFT__GLOBAL_INTERVAL == 0 || w->units >= WEFT__UNITS_INTERVAL) {
+        w->units = 0;
         poll_nonblocking(w);
         /* Remote work first, and a few tasks of it: taking one per
          * interval lets the ~128 tasks cycling through a busy ring take 61
@@ -609,6 +611,7 @@ void *weft__worker_main(void *arg)
             if (w->help_at)
                 weft__worker_help_check(w);
             run_task(w, t);
+            w->units += (uint32_t)(WEFT__BUDGET - w->budget);
             continue;
         }
         w->help_at = 0;

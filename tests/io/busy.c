@@ -4,7 +4,9 @@
  * worker must look at it itself (every WEFT__GLOBAL_INTERVAL ticks), or a
  * task that yields in a loop until a sleeper or a reader flags it would
  * spin forever. With WEFT_DRIVER_THREAD (the _drvthread run) the driver
- * thread does it. The bounded join turns "never" into a failure.
+ * thread does it. The bounded join turns "never" into a failure. And a
+ * task that spends its whole budget at every poll does not stretch the
+ * interval between those looks (counted in poller rounds).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -12,6 +14,9 @@
 #include <unistd.h>
 
 #include "common/wt.h"
+#include "io/driver.h"
+#include "runtime/runtime_internal.h"
+#include "sched/sched.h"
 
 #define WAIT_NS (10 * WT_SEC)
 
@@ -211,4 +216,74 @@ Test(busy, idle_worker_takes_over_the_poller_during_a_long_poll)
         cr_expect_eq(atomic_load(&h.fired), 1);
         cr_expect_eq(wt_finish(rt), 0);
     }
+}
+
+/*
+ * A task that spends its whole budget at every poll (a reader whose socket
+ * always has data) still lets its worker look at the poller every
+ * WEFT__UNITS_INTERVAL budget units, not only every WEFT__GLOBAL_INTERVAL
+ * ticks: ticks alone stretched to 61 x 128 reads, 8 ms of timer lateness
+ * measured with 16-byte reads. Counted, not timed: the reader makes R
+ * reads that never wait (the data was written beforehand), and meanwhile
+ * the only worker must have run at least R / (2 x WEFT__UNITS_INTERVAL)
+ * poller rounds (looks every 61 ticks alone give R / 7,808). No driver
+ * thread: its rounds would not depend on the worker's looks.
+ */
+typedef struct greedy {
+    weft_runtime_t *rt;
+    int fd;
+    long reads;      /* R */
+    uint64_t rounds; /* poller rounds during the R reads */
+    int rc;
+} greedy_t;
+
+static uint64_t driver_rounds(weft_runtime_t *rt)
+{
+    weft__driver_stats_t st;
+    weft__driver_stats(weft__runtime_driver(rt), &st);
+    return st.rounds;
+}
+
+static int greedy_reader(void *arg)
+{
+    greedy_t *g = arg;
+    weft_tcp_stream_t *s;
+    if ((g->rc = weft_tcp_stream_from_fd(g->rt, g->fd, &s)) != 0)
+        return 0;
+    char b[16];
+    /* The first read may wait for the driver to report the data. */
+    if ((g->rc = weft_tcp_read(s, b, sizeof b, weft_now() + WAIT_NS)) == (int)sizeof b) {
+        uint64_t r0 = driver_rounds(g->rt);
+        for (long i = 1; i < g->reads && g->rc == (int)sizeof b; i++)
+            g->rc = weft_tcp_read(s, b, sizeof b, weft_now() + WAIT_NS);
+        g->rounds = driver_rounds(g->rt) - r0;
+    }
+    weft_tcp_close(s); /* sv[0] goes with the stream */
+    return 0;
+}
+
+Test(busy, a_task_spending_its_budget_lets_the_poller_in)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    int big = 1 << 20;
+    (void)setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    static char chunk[4096];
+    long total = 0;
+    for (ssize_t n; (n = send(sv[1], chunk, sizeof chunk, MSG_DONTWAIT)) > 0;)
+        total += n;
+    greedy_t g = {.fd = sv[0], .reads = total / 16 < 16384 ? total / 16 : 16384, .rc = 1};
+    cr_assert_geq(g.reads, 2048, "the socket holds %ld bytes: too few to measure", total);
+    weft_config_t cfg;
+    weft_config_init(&cfg);
+    cfg.workers = 1;
+    cr_assert_eq(weft_runtime_new(&cfg, &g.rt), 0);
+    int result = -1;
+    cr_assert_eq(weft_runtime_run_coro(g.rt, greedy_reader, &g, NULL, &result), 0);
+    cr_expect_eq(g.rc, 16, "every read got its 16 bytes at once: %d", g.rc);
+    uint64_t want = (uint64_t)g.reads / (2 * WEFT__UNITS_INTERVAL);
+    cr_expect_geq(g.rounds, want, "%llu poller rounds in %ld reads (want >= %llu)",
+                  (unsigned long long)g.rounds, g.reads, (unsigned long long)want);
+    cr_expect_eq(wt_finish(g.rt), 0);
+    close(sv[1]);
 }
