@@ -48,8 +48,9 @@
  * deadline is abandoned: its stack is freed without running the rest of
  * its code. The future it was suspended in, if any, is dropped first (on
  * the thread calling shutdown), so that wait gives back what it holds: its
- * timer, its readiness registration, its place in a lock's or channel's
- * queue, a stream's read or write side. What the code above that await
+ * timer, its readiness registration, a stream's read or write side, and
+ * any waiter list the future linked itself into (a lock or channel built
+ * on futures). What the code above that await
  * holds (a locked mutex, an open stream, memory) stays held.
  *
  * Stacks. Each coroutine runs on a fixed-size stack (default 64 KiB,

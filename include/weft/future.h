@@ -14,6 +14,14 @@
  * once for every spawned future: after poll returned WEFT_READY, or instead
  * of the next poll when the task is cancelled. It may be NULL.
  *
+ * A future that polls another one inside its own state (a child: a TCP
+ * read inside a connection's state machine) owes it the same: call the
+ * child's drop exactly once, after the child returned WEFT_READY (before
+ * initialising it again) and from the parent's own drop if it is still
+ * initialised then. A child that is never dropped keeps what it holds (a
+ * stream reference, a timer entry, a registered waker). bench/w10_*.c
+ * shows the pattern (its `live` flag).
+ *
  * Wakers are values ({vtable, data}). The waker borrowed from a context is
  * valid only during that poll: a future that keeps it must clone it
  * (weft_waker_clone) and later wake or drop its copy exactly once.

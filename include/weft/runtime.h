@@ -11,6 +11,18 @@
  *   weft_runtime_free(rt);
  *
  * or in one call, like asyncio.run: weft_run(&cfg, &root_vt, ...).
+ *
+ * Signals. Every thread a runtime starts (workers, the driver thread)
+ * runs with all signals blocked (workers unblock SIGSEGV and SIGBUS for
+ * the stack-overflow report), so a signal sent to the process is taken by
+ * one of the application's own threads, never in the middle of a task.
+ * To react to one (SIGTERM for a graceful stop, say), block it in every
+ * thread of your own (pthread_sigmask in main before starting any) and
+ * either sigwait for it in a plain thread that then calls
+ * weft_runtime_shutdown (bench/server.h does this), or open a signalfd
+ * for it (SFD_NONBLOCK) and wait in a task: weft_io_register it and await
+ * weft_io_wait_ready(io, WEFT_IO_READABLE, deadline), then read its
+ * signalfd_siginfo.
  */
 #ifndef WEFT_RUNTIME_H
 #define WEFT_RUNTIME_H
