@@ -50,7 +50,7 @@
  * few ticks they took. Ticks alone let a task that spends its whole
  * budget every poll (a reader whose socket always has data) stretch 61
  * ticks to 61 x 128 operations: 8 ms of timer lateness measured, with
- * 16-byte reads at ~1 us each. Two budgets: ~0.5 ms there (each look
+ * 16-byte reads at 1-2 us each. Two budgets: 0.3-0.5 ms there (each look
  * costs one non-blocking epoll call, ~1-2 us), and a server whose tasks
  * spend a few units a tick (W10, W11: two) reaches the 61st tick first.
  */
