@@ -34,6 +34,7 @@
 
 #include "common/stress.h"
 #include "common/wt.h"
+#include "net/net.h" /* a stream's io handle, for the failure report */
 
 #define PAIRS 24
 static long BYTES;
@@ -318,7 +319,7 @@ static void run(unsigned workers)
                 if (rc != 0) {
                     int pend = -1;
                     ioctl(e->fd, FIONREAD, &pend);
-                    weft_io_t io = e->io;
+                    weft_io_t io = e->s ? e->s->io : e->io;
                     fail("pair %d end %d task %d (mode %d): join %d: sent %ld got %ld of %ld, "
                          "unread %d, ready rd %d wr %d",
                          i, k, j, i % 3, rc, e->sent, e->got, BYTES, pend,
