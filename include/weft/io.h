@@ -1,6 +1,7 @@
 /*
  * weft/io.h - readiness of file descriptors, from the runtime's driver
- * thread: run a C library that owns its own sockets on weft.
+ * (epoll, polled by an idle worker or by a driver thread: docs/io.md,
+ * "Who polls"): run a C library that owns its own sockets on weft.
  *
  *   weft_io_t io;
  *   weft_io_register(rt, fd, &io);            // fd must be O_NONBLOCK
