@@ -163,7 +163,9 @@ int weft_atomic_waker_register(weft_atomic_waker_t *aw, const weft_waker_t *w);
 int weft_atomic_waker_wake(weft_atomic_waker_t *aw);
 /* Remove the stored waker into *out (empty if none) without waking. */
 int weft_atomic_waker_take(weft_atomic_waker_t *aw, weft_waker_t *out);
-/* Drop any stored waker. Call only when no other thread uses *aw. */
+/* Drop any stored waker. Call only when no other thread uses *aw. A
+ * stored task waker holds a reference to its task: until it is woken,
+ * taken or destroyed, weft_runtime_free reports -EBUSY. */
 void weft_atomic_waker_destroy(weft_atomic_waker_t *aw);
 
 #ifdef __cplusplus

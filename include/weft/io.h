@@ -34,9 +34,27 @@
  * At most one task may wait per direction of one fd at a time: a second
  * waiter on the same direction displaces the first, which is woken
  * spuriously and registers again, so two such waiters keep waking each
- * other. A wait that ends without an event (timeout, cancellation, drop)
+ * other: a full core spins, inside weft_io_wait_ready, with nothing to
+ * show for it (a libcurl trial measured 204 ms of CPU in 200 ms). Give
+ * each fd one waiting task per direction. To change the direction a
+ * blocked task waits for (a library that switches a socket from "in" to
+ * "out"), wake that task by other means (its own notification future, or
+ * cancellation) and let it wait again; deregistering and registering
+ * again also works (the waiter sees -EBADF) at two epoll_ctl calls.
+ * A wait that ends without an event (timeout, cancellation, drop)
  * takes its waker back (weft_io_forget), so the slot keeps no reference
  * to a task that stopped waiting.
+ *
+ * Libraries that do their own I/O (libcurl's multi_socket_action, c-ares)
+ * never show the adapter their EAGAIN. Clear first, then hand over: take
+ * the snapshot, weft_io_clear(io, snapshot) the directions you are about
+ * to pass on, then call the library. Data that arrives during or after
+ * its calls moves the tick and sets the bits again, so nothing new is
+ * lost. What the library leaves unread of what was already there raises
+ * no new event: if it may stop before EAGAIN, look again before waiting
+ * (a poll(2) of the fd with timeout 0 is the level-triggered check).
+ * Clearing one direction of a two-direction snapshot is allowed: pass
+ * snapshot & ~WEFT_IO_WRITABLE (or ~WEFT_IO_READABLE); the tick is kept.
  */
 #ifndef WEFT_IO_H
 #define WEFT_IO_H
@@ -69,8 +87,15 @@ typedef struct weft_io {
 /*
  * Watch fd (which must be non-blocking; weft does not change its flags) on
  * rt's driver. 0, -EINVAL (NULL rt/out, fd < 0), -EBADF (fd not open),
- * -EEXIST (already registered), -EPERM (fd cannot be polled, e.g. a
- * regular file), -ENOMEM, -ESHUTDOWN.
+ * -EEXIST (this open fd is already registered), -EPERM (fd cannot be
+ * polled, e.g. a regular file), -ENOMEM, -ESHUTDOWN.
+ *
+ * A registration whose fd was closed without weft_io_deregister and whose
+ * number has been given to a new file is not an -EEXIST: the new file is
+ * registered, and the old registration is ended as a deregistration would
+ * end it (its waiters are woken with -EBADF, its handle turns stale, so a
+ * late deregister or close through it touches neither epoll nor the new
+ * file). Until the number is reused, its waiters sleep (see below).
  */
 int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out);
 
@@ -80,11 +105,12 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out);
  *
  * A library that close()s a registered fd without this leaves its waiters
  * asleep: epoll forgets a closed fd without reporting an event, so they
- * wake only at their deadline (-ETIMEDOUT), or never with WEFT_FOREVER,
- * and the handle's slot stays in use. Adapters whose library closes fds
- * itself must hook its close to deregister first (deregistering after the
- * close, once the fd number may be reused, could remove the new fd's
- * registration from epoll); weft_io_close does both in that order.
+ * wake only at their deadline (-ETIMEDOUT), when the fd number is
+ * registered again (-EBADF, see weft_io_register), or never. Adapters
+ * whose library closes fds itself hook its close to deregister first;
+ * weft_io_close does both in that order (libcurl: CURLOPT_CLOSESOCKETFUNCTION,
+ * and deregister on CURL_POLL_REMOVE too if the wait is to end there:
+ * curl removes sockets it keeps open for reuse).
  */
 int weft_io_deregister(weft_io_t io);
 

@@ -155,8 +155,10 @@ int weft_runtime_shutdown(weft_runtime_t *rt, int64_t deadline);
 
 /*
  * Free a runtime, shutting it down first (with an immediate deadline) if
- * that was not done. -EBUSY if join handles are still outstanding (nothing
- * is freed: give them back and call again), -EDEADLK from a runtime thread,
+ * that was not done. -EBUSY if join handles are still outstanding, or task
+ * wakers stored outside the runtime (a weft_atomic_waker_t, a clone kept
+ * by a foreign thread) still hold a task (nothing is freed: give them back
+ * and call again), -EDEADLK from a runtime thread,
  * -EINVAL for NULL.
  */
 int weft_runtime_free(weft_runtime_t *rt);

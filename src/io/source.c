@@ -12,6 +12,12 @@
  *   waiters, so a woken waiter always sees its handle stale.
  * - The driver never dereferences anything but slab memory, which lives
  *   as long as the driver.
+ * - byfd[fd] names the live source registered for fd, or 0 (under the
+ *   slab lock; an entry the map could not grow for is simply missing).
+ *   A registration that epoll accepts for a number byfd still names
+ *   retires that source first (its file was closed underneath it).
+ * - The driver wakes a direction only when an event turns its bit on
+ *   (weft__source_event; source.h says why that loses nothing).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +66,66 @@ static weft__source_t *slot_alloc(weft__driver_t *d)
     weft__source_t *src = slot(d, d->free_head);
     d->free_head = src->next_free;
     return src;
+}
+
+/*
+ * A closed fd's number reused. A library that close()s a registered fd
+ * without deregistering it leaves its source live, and the kernel soon
+ * hands the number out again. epoll forgot the closed file, so the new
+ * file's registration succeeds; the old source must then stop answering
+ * for that number: its waiters are woken (-EBADF), and a late deregister
+ * through its handle must not remove the new registration from epoll.
+ * byfd finds it: register looks the number up after epoll accepted it.
+ */
+
+/* Under d->lock: note src as fd's source; false if the map cannot grow
+ * (then no old source can be found for fd later, as before the map). */
+static bool byfd_set(weft__driver_t *d, int fd, uint32_t v)
+{
+    if ((uint32_t)fd >= d->nbyfd) {
+        if (v == 0)
+            return true;
+        uint32_t n = d->nbyfd ? d->nbyfd : 64;
+        while (n <= (uint32_t)fd)
+            n *= 2;
+        uint32_t *m = realloc(d->byfd, n * sizeof *m);
+        if (!m)
+            return false;
+        memset(m + d->nbyfd, 0, (n - d->nbyfd) * sizeof *m);
+        d->byfd = m;
+        d->nbyfd = n;
+    }
+    d->byfd[fd] = v;
+    return true;
+}
+
+/* Under d->lock: end src's registration (gen g): its handles turn stale,
+ * its waiters' wakers go to *rd and *wr (the caller wakes them after the
+ * unlock), and the slot is free again. epoll is the caller's business. */
+static void retire(weft__driver_t *d, weft__source_t *src, uint32_t g, weft_waker_t *rd,
+                   weft_waker_t *wr)
+{
+    int fd = atomic_load_explicit(&src->fd, memory_order_relaxed);
+    if ((uint32_t)fd < d->nbyfd && d->byfd[fd] == src->index + 1)
+        d->byfd[fd] = 0;
+    /* Release, as register's store of gen (live() and the driver's event
+     * path acquire it); the bump itself is what turns old handles stale. */
+    atomic_store_explicit(&src->gen, g + 1, memory_order_release);
+    /* Release: orders the gen bump before the CLOSED bit, which a woken
+     * waiter acquires in weft_io_ready and then finds its handle stale.
+     * Nothing after this reads what the driver published: no acquire. */
+    atomic_fetch_or_explicit(&src->readiness, WEFT__CLOSED, memory_order_release);
+    atomic_store_explicit(&src->fd, -1, memory_order_relaxed);
+    /* Take the waiters' wakers before the slot is free: a register that
+     * reuses the slot right after the unlock drops whatever is left in
+     * it, and those waiters would never hear of the close. */
+    weft_atomic_waker_take(&src->rd, rd);
+    weft_atomic_waker_take(&src->wr, wr);
+    src->next_free = d->free_head;
+    d->free_head = src->index;
+    atomic_store_explicit(&d->nsources,
+                          atomic_load_explicit(&d->nsources, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
 }
 
 static uint64_t token_of(const weft__source_t *src, uint32_t gen)
@@ -134,7 +200,19 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
     atomic_store_explicit(&d->nsources,
                           atomic_load_explicit(&d->nsources, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+    /* epoll took fd, so a source still noted for this number watched a
+     * file that was closed underneath it (see "A closed fd's number
+     * reused"): retire it, without touching epoll. */
+    weft_waker_t rd = WEFT_WAKER_NONE, wr = WEFT_WAKER_NONE;
+    uint32_t prev = (uint32_t)fd < d->nbyfd ? d->byfd[fd] : 0;
+    if (prev) {
+        weft__source_t *old = slot(d, prev - 1);
+        retire(d, old, atomic_load_explicit(&old->gen, memory_order_relaxed), &rd, &wr);
+    }
+    (void)byfd_set(d, fd, src->index + 1);
     pthread_mutex_unlock(&d->lock);
+    weft_waker_wake(&rd);
+    weft_waker_wake(&wr);
     *out = (weft_io_t){src, gen};
     return 0;
 }
@@ -153,27 +231,12 @@ static int deregister(weft_io_t io, int *fd_out)
     }
     int fd = atomic_load_explicit(&src->fd, memory_order_relaxed);
     *fd_out = fd;
-    /* The fd may already be closed by a careless caller: nothing to undo. */
+    /* The fd may already be closed by a careless caller: nothing to undo
+     * (and if its number was reused meanwhile, the new registration
+     * retired this source, so we are not here). */
     (void)d->be_ops->del(d->be, fd);
-    /* Release, as register's store of gen (live() and the driver's event
-     * path acquire it); the bump itself is what turns old handles stale. */
-    atomic_store_explicit(&src->gen, io.gen_ + 1, memory_order_release);
-    /* Release: orders the gen bump before the CLOSED bit, which a woken
-     * waiter acquires in weft_io_ready and then finds its handle stale.
-     * Nothing after this reads what the driver published: no acquire. */
-    atomic_fetch_or_explicit(&src->readiness, WEFT__CLOSED, memory_order_release);
-    atomic_store_explicit(&src->fd, -1, memory_order_relaxed);
-    /* Take the waiters' wakers before the slot is free: a register that
-     * reuses the slot right after the unlock drops whatever is left in
-     * it, and those waiters would never hear of the close. */
     weft_waker_t rd, wr;
-    weft_atomic_waker_take(&src->rd, &rd);
-    weft_atomic_waker_take(&src->wr, &wr);
-    src->next_free = d->free_head;
-    d->free_head = src->index;
-    atomic_store_explicit(&d->nsources,
-                          atomic_load_explicit(&d->nsources, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
+    retire(d, src, io.gen_, &rd, &wr);
     pthread_mutex_unlock(&d->lock);
     /* After the unlock: the wakes may run tasks inline on this worker. */
     weft_waker_wake(&rd);
@@ -413,6 +476,7 @@ void weft__sources_shutdown(weft__driver_t *d)
 
 void weft__sources_free(weft__driver_t *d)
 {
+    free(d->byfd);
     for (uint32_t i = 0; i < d->nchunks; i++)
         free(atomic_load_explicit(&d->chunks[i], memory_order_relaxed));
     free((void *)d->chunks);

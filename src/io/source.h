@@ -83,6 +83,10 @@ struct weft__driver {
     weft__source_t *_Atomic *chunks; /* WEFT__SRC_MAX_CHUNKS slots */
     uint32_t nchunks;
     uint32_t free_head;
+    /* fd -> 1 + index of the source registered for it, 0: none; grown on
+     * demand (source.c, "A closed fd's number reused"). */
+    uint32_t *byfd;
+    uint32_t nbyfd;
     bool closed; /* no registration after stop */
     /* Counters: rounds, events, wakeups written by the poller's holder
      * only; kicks by any thread (fetch_add). */

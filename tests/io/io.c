@@ -230,6 +230,45 @@ Test(io, close_deregisters_then_closes, .timeout = 30)
     cr_expect_eq(wt_finish(rt), 0);
 }
 
+/*
+ * A library that close()s a registered fd without deregistering it, whose
+ * number the kernel then hands out again: registering the new file
+ * retires the old source. Its waiter is woken with -EBADF (it slept on a
+ * file that is gone), and its handle, now stale, neither removes the new
+ * registration from epoll nor closes the new file. Found by a libcurl
+ * trial: before, the late deregister made the new socket's waits time out.
+ */
+Test(io, closed_underneath_and_reused_fd_retires_the_old_source, .timeout = 30)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    int a[2], b[2];
+    nb_pair(a);
+    nb_pair(b);
+    reader_t r;
+    weft_task_t *h = start_reader(rt, &r, a[0]);
+    wt_wait_suspended(h);
+    int num = a[0];
+    cr_assert_eq(close(a[0]), 0);       /* behind weft's back */
+    cr_assert_eq(dup2(b[0], num), num); /* the number comes back, another file */
+    close(b[0]);
+    weft_io_t io;
+    cr_assert_eq(weft_io_register(rt, num, &io), 0);
+    int64_t out = 0;
+    cr_assert_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, &out), 0, "the old waiter slept on");
+    cr_expect_eq(out, -EBADF);
+    cr_expect_eq(weft_io_ready(r.io, WEFT_IO_READABLE), -EBADF);
+    cr_expect_eq(weft_io_deregister(r.io), -EBADF);
+    cr_expect_eq(weft_io_close(r.io), -EBADF);
+    cr_expect_geq(fcntl(num, F_GETFD), 0, "the stale handle closed the new file");
+    cr_expect_eq(weft_io_fd(io), num);
+    put(b[1], "x");
+    cr_expect(wt_wait_until(readable, &io, WAIT_NS), "the new registration still reports");
+    cr_expect_eq(weft_io_close(io), 0);
+    close(a[1]);
+    close(b[1]);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
 Test(io, stale_handle_after_slot_reuse, .timeout = 30)
 {
     weft_runtime_t *rt = wt_runtime(1);
