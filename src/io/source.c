@@ -80,11 +80,9 @@ static weft__source_t *slot_alloc(weft__driver_t *d)
 
 /* Under d->lock: note src as fd's source; false if the map cannot grow
  * (then no old source can be found for fd later, as before the map). */
-static bool byfd_set(weft__driver_t *d, int fd, uint32_t v)
+static bool byfd_note(weft__driver_t *d, int fd, const weft__source_t *src)
 {
     if ((uint32_t)fd >= d->nbyfd) {
-        if (v == 0)
-            return true;
         uint32_t n = d->nbyfd ? d->nbyfd : 64;
         while (n <= (uint32_t)fd)
             n *= 2;
@@ -95,7 +93,7 @@ static bool byfd_set(weft__driver_t *d, int fd, uint32_t v)
         d->byfd = m;
         d->nbyfd = n;
     }
-    d->byfd[fd] = v;
+    d->byfd[fd] = src->index + 1;
     return true;
 }
 
@@ -209,7 +207,7 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
         weft__source_t *old = slot(d, prev - 1);
         retire(d, old, atomic_load_explicit(&old->gen, memory_order_relaxed), &rd, &wr);
     }
-    (void)byfd_set(d, fd, src->index + 1);
+    (void)byfd_note(d, fd, src);
     pthread_mutex_unlock(&d->lock);
     weft_waker_wake(&rd);
     weft_waker_wake(&wr);
