@@ -95,7 +95,10 @@ typedef struct weft_io {
  * registered, and the old registration is ended as a deregistration would
  * end it (its waiters are woken with -EBADF, its handle turns stale, so a
  * late deregister or close through it touches neither epoll nor the new
- * file). Until the number is reused, its waiters sleep (see below).
+ * file). This needs the new file registered on the same runtime (and fd
+ * numbers below 2^24); until then the old waiters sleep, and a
+ * deregister or close through the old handle acts on the number, whatever
+ * file it names by then (see below).
  */
 int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out);
 

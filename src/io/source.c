@@ -78,10 +78,17 @@ static weft__source_t *slot_alloc(weft__driver_t *d)
  * byfd finds it: register looks the number up after epoll accepted it.
  */
 
-/* Under d->lock: note src as fd's source; false if the map cannot grow
- * (then no old source can be found for fd later, as before the map). */
+/* Fd numbers the map covers: 64 MiB of map at most (an fd limit raised
+ * towards INT_MAX must not turn one high fd into gigabytes). */
+#define BYFD_MAX (1u << 24)
+
+/* Under d->lock: note src as fd's source; false if the map cannot grow or
+ * fd is past BYFD_MAX (then no old source can be found for fd later, as
+ * before the map). */
 static bool byfd_note(weft__driver_t *d, int fd, const weft__source_t *src)
 {
+    if ((uint32_t)fd >= BYFD_MAX)
+        return false;
     if ((uint32_t)fd >= d->nbyfd) {
         uint32_t n = d->nbyfd ? d->nbyfd : 64;
         while (n <= (uint32_t)fd)
@@ -230,8 +237,8 @@ static int deregister(weft_io_t io, int *fd_out)
     int fd = atomic_load_explicit(&src->fd, memory_order_relaxed);
     *fd_out = fd;
     /* The fd may already be closed by a careless caller: nothing to undo
-     * (and if its number was reused meanwhile, the new registration
-     * retired this source, so we are not here). */
+     * (and if its number was registered again on this runtime meanwhile,
+     * that registration retired this source, so we are not here). */
     (void)d->be_ops->del(d->be, fd);
     weft_waker_t rd, wr;
     retire(d, src, io.gen_, &rd, &wr);
