@@ -176,23 +176,24 @@ static int both(void *arg)
     }
 }
 
-/* mode 1 */
-static int split_reader(void *arg)
+/* mode 1: one direction of e, on the handle the other direction's task
+ * shares. */
+static int split(end_t *e, unsigned dir)
 {
-    end_t *e = arg;
+    bool rd = dir == WEFT_IO_READABLE;
     for (;;) {
-        int snap = weft_io_ready(e->io, WEFT_IO_READABLE);
+        int snap = weft_io_ready(e->io, dir);
         if (snap < 0)
             return snap;
         int r;
-        while ((r = do_read(e)) > 0)
+        while ((r = rd ? do_read(e) : do_write(e)) > 0)
             ;
         if (r < 0)
             return r;
-        if (e->got >= BYTES)
+        if ((rd ? e->got : e->sent) >= BYTES)
             return 0;
         weft_io_clear(e->io, snap);
-        int w = weft_io_wait_ready(e->io, WEFT_IO_READABLE, dl(e, &e->rng));
+        int w = weft_io_wait_ready(e->io, dir, dl(e, rd ? &e->rng : &e->wrng));
         if (w == -ETIMEDOUT)
             atomic_fetch_add(&e->timeouts, 1);
         else if (w < 0)
@@ -200,27 +201,14 @@ static int split_reader(void *arg)
     }
 }
 
+static int split_reader(void *arg)
+{
+    return split(arg, WEFT_IO_READABLE);
+}
+
 static int split_writer(void *arg)
 {
-    end_t *e = arg;
-    for (;;) {
-        int snap = weft_io_ready(e->io, WEFT_IO_WRITABLE);
-        if (snap < 0)
-            return snap;
-        int r;
-        while ((r = do_write(e)) > 0)
-            ;
-        if (r < 0)
-            return r;
-        if (e->sent >= BYTES)
-            return 0;
-        weft_io_clear(e->io, snap);
-        int w = weft_io_wait_ready(e->io, WEFT_IO_WRITABLE, dl(e, &e->wrng));
-        if (w == -ETIMEDOUT)
-            atomic_fetch_add(&e->timeouts, 1);
-        else if (w < 0)
-            return w;
-    }
+    return split(arg, WEFT_IO_WRITABLE);
 }
 
 /* mode 2 */
