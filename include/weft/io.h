@@ -31,16 +31,15 @@
  * Handles are values ({source, generation}); after deregistration every call
  * on an old handle returns -EBADF, even if the source slot was reused.
  * A wait blocked on a handle that is deregistered is woken with -EBADF.
- * At most one task may wait per direction of one fd at a time: a second
- * waiter on the same direction displaces the first, which is woken
- * spuriously and registers again, so two such waiters keep waking each
- * other: a full core spins, inside weft_io_wait_ready, with nothing to
- * show for it (a libcurl trial measured 204 ms of CPU in 200 ms). Give
- * each fd one waiting task per direction. To change the direction a
- * blocked task waits for (a library that switches a socket from "in" to
- * "out"), wake that task by other means (its own notification future, or
- * cancellation) and let it wait again; deregistering and registering
- * again also works (the waiter sees -EBADF) at two epoll_ctl calls.
+ * Any number of tasks may wait for the same fd and direction: an event
+ * wakes every one of them (one in the direction's slot, the others on the
+ * fd's queue), each sees the snapshot, and those that then find nothing
+ * left clear and wait again (weft_io_poll_ready alone does not queue: see
+ * there). To change the direction a blocked task waits for (a library that
+ * switches a socket from "in" to "out"), wake that task by other means
+ * (its own notification future, or cancellation) and let it wait again;
+ * deregistering and registering again also works (the waiter sees -EBADF)
+ * at two epoll_ctl calls.
  * A wait that ends without an event (timeout, cancellation, drop)
  * takes its waker back (weft_io_forget), so the slot keeps no reference
  * to a task that stopped waiting.
@@ -151,16 +150,30 @@ void weft_io_clear(weft_io_t io, int snapshot);
  * dropped) uses weft_io_poll_wait instead and calls weft_io_forget then:
  * otherwise the registered waker, and with it the task's memory, is kept
  * until the fd's next event or its deregistration.
+ *
+ * Without a note this call cannot queue: it takes the direction's slot
+ * even from another task, whose waker is woken (it polls and registers
+ * again). So two tasks that both wait through weft_io_poll_ready on one
+ * fd and direction keep waking each other and busy a core; a future that
+ * may share its fd with other waiting tasks uses weft_io_poll_wait.
  */
 int weft_io_poll_ready(weft_io_t io, unsigned interest, weft_cx_t *cx);
 
 /*
  * A future's note of what its last poll left registered: the directions
- * whose waker is in the fd's slot and has not been seen consumed. Zero it
- * (or = WEFT_IO_WAITER_INIT) before the first poll. Private field.
+ * whose waker is in the fd's slot and has not been seen consumed, and,
+ * while it waits on the fd's queue, the queue's list node. Set it to
+ * WEFT_IO_WAITER_INIT before the first poll; it must stay at one address
+ * from the first poll until weft_io_forget (futures do not move while
+ * they are polled anyway), and serves one handle: poll and forget with
+ * the same one. Private fields.
  */
 typedef struct weft_io_waiter {
-    unsigned dir_;
+    unsigned dir_;  /* what this future left behind (src/io/source.c) */
+    unsigned qdir_; /* the rest under the driver's lock: the fd's queue */
+    uint32_t qgen_;
+    struct weft_io_waiter *qprev_, *qnext_;
+    weft_waker_t qwaker_;
 } weft_io_waiter_t;
 
 #define WEFT_IO_WAITER_INIT                                                                        \
@@ -170,9 +183,11 @@ typedef struct weft_io_waiter {
 
 /*
  * weft_io_poll_ready, noting in *wt what it left registered. A snapshot
- * (> 0) also tells *wt that the registrations of its directions were
+ * (> 0) also tells *wt that the slot registrations of its directions were
  * consumed (readiness is set only by the event that then wakes them), and
- * -EBADF that all were (deregistration takes every waker).
+ * -EBADF that all were (deregistration takes every waker). If another
+ * task's waker holds a direction's slot, *wt waits on the fd's queue
+ * instead; it stays noted, whatever the result, until weft_io_forget.
  */
 int weft_io_poll_wait(weft_io_t io, unsigned interest, weft_cx_t *cx, weft_io_waiter_t *wt);
 
@@ -185,12 +200,15 @@ void weft_io_waiter_saw(weft_io_waiter_t *wt, int snapshot);
  * the registration *wt notes (a wait ended by a deadline or a
  * cancellation) back out of the fd's slot, so that the slot keeps no
  * reference to the task. What is taken is woken, never dropped: it may be
- * another waiter's (which displaced ours), or our own task's registration
+ * another waiter's (one that registered after ours was consumed, or a
+ * weft_io_poll_ready that displaced it), or our own task's registration
  * on behalf of another of its futures waiting on the same fd; so the task
  * may be polled once spuriously. Free when *wt notes nothing (the usual
- * case after an event); does nothing on a stale handle (deregistration
- * took every waker; the slot may serve a new registration now); leaves
- * *wt empty.
+ * case after an event of a single waiter); leaves the slots alone on a
+ * stale handle (deregistration took every waker; the slot may serve a new
+ * registration now); a waiter that used the fd's queue takes the driver's
+ * lock to leave it (on a stale handle too). Leaves *wt empty. Every
+ * future that polled with *wt calls this when it finishes or is dropped.
  */
 void weft_io_forget(weft_io_t io, weft_io_waiter_t *wt);
 

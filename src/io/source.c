@@ -18,6 +18,11 @@
  *   retires that source first (its file was closed underneath it).
  * - The driver wakes a direction only when an event turns its bit on
  *   (weft__source_event; source.h says why that loses nothing).
+ * - A direction's slot holds at most one task's waker; other tasks wait
+ *   on the source's queue, linked under the slab lock ("More than one
+ *   waiter"). A queued waiter is unlinked before anything else may free
+ *   it: by the driver (its direction's event), by the end of its
+ *   registration, or by its own weft_io_forget.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +62,7 @@ static weft__source_t *slot_alloc(weft__driver_t *d)
             src->drv = d;
             weft_atomic_waker_init(&src->rd);
             weft_atomic_waker_init(&src->wr);
+            atomic_init(&src->nqueued, 0);
         }
         /* Release: pairs with the driver's acquire in slot(). */
         atomic_store_explicit(&d->chunks[d->nchunks], c, memory_order_release);
@@ -158,6 +164,126 @@ static void drop_waker(weft_atomic_waker_t *aw)
     weft_waker_drop(&w);
 }
 
+/*
+ * More than one waiter. A direction's atomic waker holds one task's waker
+ * (weft__atomic_waker_claim takes it if empty or already our task's). A
+ * waiter that finds another task's waker there goes on the source's queue
+ * instead: its weft_io_waiter_t (inside its future, which stays put while
+ * it waits) is linked under d->lock with its own clone of the waker, the
+ * directions it waits for and the registration (gen) it waits on. The
+ * driver wakes and unlinks every queued waiter of a direction its event
+ * turns on; the end of a registration wakes every waiter of it; a wait
+ * that ends otherwise unlinks itself (weft_io_forget). Wakers are woken or
+ * dropped after the unlock, Q_BATCH at a time: a wake or a drop may end a
+ * task, whose futures' drops come back here for the lock.
+ *
+ * No lost wake-up: a waiter links (nqueued + 1), then reads readiness
+ * again; the driver sets readiness, then reads nqueued. All four are
+ * seq_cst, so at least one of them sees the other. A waiter already
+ * linked keeps nqueued non-zero, and then the lock orders the rest.
+ */
+#define Q_BATCH 16u
+#define Q_NOTED 0x10u /* in weft_io_waiter_t.dir_: the waiter may be queued */
+
+/* Under d->lock. */
+static void q_unlink(weft__source_t *src, weft_io_waiter_t *wt)
+{
+    if (wt->qprev_)
+        wt->qprev_->qnext_ = wt->qnext_;
+    else
+        src->queue = wt->qnext_;
+    if (wt->qnext_)
+        wt->qnext_->qprev_ = wt->qprev_;
+    wt->qprev_ = wt->qnext_ = NULL;
+    wt->qdir_ = 0;
+    /* Relaxed: a count seen too high only costs the driver a look. */
+    atomic_fetch_sub_explicit(&src->nqueued, 1, memory_order_relaxed);
+}
+
+/* Queue wt for dirs of registration gen, waking w; *old gets a waker to
+ * drop after the unlock. Nothing if gen is no longer live. */
+static void q_link(weft__source_t *src, uint32_t gen, weft_io_waiter_t *wt, unsigned dirs,
+                   const weft_waker_t *w, weft_waker_t *old)
+{
+    weft__driver_t *d = src->drv;
+    *old = WEFT_WAKER_NONE;
+    pthread_mutex_lock(&d->lock);
+    /* gen changes only under d->lock: a registration ended by now has
+     * woken (or is about to wake) only the waiters it could see. */
+    if (atomic_load_explicit(&src->gen, memory_order_relaxed) == gen) {
+        if (!wt->qdir_) {
+            wt->qprev_ = NULL;
+            wt->qnext_ = src->queue;
+            if (src->queue)
+                src->queue->qprev_ = wt;
+            src->queue = wt;
+            /* seq_cst: the waiter's half of the handshake (above). */
+            atomic_fetch_add_explicit(&src->nqueued, 1, memory_order_seq_cst);
+        }
+        wt->qdir_ |= dirs;
+        wt->qgen_ = gen;
+        if (!weft_waker_will_wake(&wt->qwaker_, w)) {
+            *old = wt->qwaker_;
+            weft_waker_clone(w, &wt->qwaker_);
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* Unlink wt if it is queued; its waker is dropped (it is wt's own). */
+static void q_forget(weft__source_t *src, weft_io_waiter_t *wt)
+{
+    weft__driver_t *d = src->drv;
+    weft_waker_t w = WEFT_WAKER_NONE;
+    pthread_mutex_lock(&d->lock);
+    if (wt->qdir_) {
+        w = wt->qwaker_;
+        wt->qwaker_ = WEFT_WAKER_NONE;
+        q_unlink(src, wt);
+    }
+    pthread_mutex_unlock(&d->lock);
+    weft_waker_drop(&w);
+}
+
+/*
+ * Unlink the queued waiters that wait for one of dirs (and on registration
+ * *gen, if gen) and wake them, or drop their wakers if !wake. Bounded by
+ * the queue's length at the start: a woken waiter that queues again at
+ * once is left for the next event.
+ */
+static void q_take(weft__source_t *src, unsigned dirs, const uint32_t *gen, bool wake)
+{
+    weft__driver_t *d = src->drv;
+    uint32_t budget = atomic_load_explicit(&src->nqueued, memory_order_relaxed) + Q_BATCH;
+    bool more = true;
+    while (more && budget > 0) {
+        weft_waker_t ws[Q_BATCH];
+        unsigned n = 0;
+        more = false;
+        pthread_mutex_lock(&d->lock);
+        for (weft_io_waiter_t *wt = src->queue, *next; wt; wt = next) {
+            next = wt->qnext_;
+            if (!(wt->qdir_ & dirs) || (gen && wt->qgen_ != *gen))
+                continue;
+            if (n == Q_BATCH || n == budget) {
+                more = true;
+                break;
+            }
+            ws[n++] = wt->qwaker_;
+            wt->qwaker_ = WEFT_WAKER_NONE;
+            q_unlink(src, wt);
+        }
+        pthread_mutex_unlock(&d->lock);
+        budget -= n;
+        for (unsigned i = 0; i < n; i++) {
+            if (wake)
+                weft_waker_wake(&ws[i]);
+            else
+                weft_waker_drop(&ws[i]);
+        }
+    }
+}
+
 int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
 {
     if (!rt || !out || fd < 0)
@@ -210,14 +336,16 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
      * reused"): retire it, without touching epoll. */
     weft_waker_t rd = WEFT_WAKER_NONE, wr = WEFT_WAKER_NONE;
     uint32_t prev = (uint32_t)fd < d->nbyfd ? d->byfd[fd] : 0;
-    if (prev) {
-        weft__source_t *old = slot(d, prev - 1);
-        retire(d, old, atomic_load_explicit(&old->gen, memory_order_relaxed), &rd, &wr);
-    }
+    weft__source_t *old = prev ? slot(d, prev - 1) : NULL;
+    uint32_t old_gen = old ? atomic_load_explicit(&old->gen, memory_order_relaxed) : 0;
+    if (old)
+        retire(d, old, old_gen, &rd, &wr);
     (void)byfd_note(d, fd, src);
     pthread_mutex_unlock(&d->lock);
     weft_waker_wake(&rd);
     weft_waker_wake(&wr);
+    if (old)
+        q_take(old, WEFT__RD | WEFT__WR, &old_gen, true);
     *out = (weft_io_t){src, gen};
     return 0;
 }
@@ -246,6 +374,7 @@ static int deregister(weft_io_t io, int *fd_out)
     /* After the unlock: the wakes may run tasks inline on this worker. */
     weft_waker_wake(&rd);
     weft_waker_wake(&wr);
+    q_take(src, WEFT__RD | WEFT__WR, &io.gen_, true);
     return 0;
 }
 
@@ -282,17 +411,23 @@ static int snapshot_of(uint32_t r, unsigned interest)
 
 /* weft_io_ready for a non-zero interest of RD | WR bits only; static so
  * that weft_io_poll_wait's two checks compile inline. */
-static inline int ready_of(weft_io_t io, unsigned interest)
+static inline int ready_at(weft_io_t io, unsigned interest, memory_order mo)
 {
     weft__source_t *src = live(io);
     if (!src)
         return -EBADF;
-    /* Acquire: pairs with the driver's release RMW that set the bits, so
-     * the caller's next syscall sees what the event announced. */
-    uint32_t r = atomic_load_explicit(&src->readiness, memory_order_acquire);
+    /* Acquire (at least): pairs with the driver's release RMW that set the
+     * bits, so the caller's next syscall sees what the event announced.
+     * seq_cst after queueing: the handshake of "More than one waiter". */
+    uint32_t r = atomic_load_explicit(&src->readiness, mo);
     if ((r & WEFT__CLOSED) || !live(io))
         return -EBADF;
     return snapshot_of(r, interest);
+}
+
+static inline int ready_of(weft_io_t io, unsigned interest)
+{
+    return ready_at(io, interest, memory_order_acquire);
 }
 
 int weft_io_ready(weft_io_t io, unsigned interest)
@@ -361,10 +496,68 @@ void weft_io_waiter_saw(weft_io_waiter_t *wt, int snapshot)
 {
     if (!wt)
         return;
+    /* A queued waiter stays noted whatever the result: only its own
+     * weft_io_forget may be sure it is unlinked. */
     if (snapshot > 0)
-        wt->dir_ &= ~(unsigned)snapshot;
+        wt->dir_ &= ~((unsigned)snapshot & (WEFT__RD | WEFT__WR));
     else if (snapshot == -EBADF)
-        wt->dir_ = 0; /* deregistration took (and woke) every waker */
+        wt->dir_ &= Q_NOTED; /* deregistration took (and woke) the slots */
+}
+
+/* weft_io_poll_wait once the fd was not ready: register, re-check. Out
+ * of line, so that the ready path (most calls) saves no registers. */
+__attribute__((noinline)) static int poll_wait_register(weft_io_t io, unsigned interest,
+                                                        weft_cx_t *cx, weft_io_waiter_t *wt)
+{
+    weft__source_t *src = io.src_;
+    const weft_waker_t *w = weft_cx_waker(cx);
+    /* Register first, then re-check (the atomic waker's contract). A
+     * direction whose slot another task holds queues us instead. */
+    unsigned q = 0;
+    if (!wt) { /* weft_io_poll_ready: no queue entry to link; displace */
+        if (interest & WEFT__RD)
+            register_waker(&src->rd, w);
+        if (interest & WEFT__WR)
+            register_waker(&src->wr, w);
+    } else {
+        if ((interest & WEFT__RD) && weft__atomic_waker_claim(&src->rd, w) == -EBUSY)
+            q |= WEFT__RD;
+        if ((interest & WEFT__WR) && weft__atomic_waker_claim(&src->wr, w) == -EBUSY)
+            q |= WEFT__WR;
+        if (q) {
+            weft_waker_t old;
+            q_link(src, io.gen_, wt, q, w, &old);
+            weft_waker_drop(&old);
+            wt->dir_ |= Q_NOTED;
+        }
+    }
+    int r = ready_at(io, interest, q ? memory_order_seq_cst : memory_order_acquire);
+    if (r != 0) {
+        /* Ready after all (an event raced the registration; the caller
+         * will not wait, so nothing of it may stay behind), or the handle
+         * went stale and the slot may already serve a new registration.
+         * Take back what we put there, waking anything else we find so
+         * that nobody's wake-up is lost. */
+        if (interest & ~q & WEFT__RD)
+            unregister_waker(&src->rd);
+        if (interest & ~q & WEFT__WR)
+            unregister_waker(&src->wr);
+        if (wt) {
+            if (wt->dir_ & Q_NOTED)
+                q_forget(src, wt);
+            /* Registrations of other directions, from earlier polls with
+             * another interest, stay noted (found by review: overwriting
+             * the note left them in their slots after weft_io_forget). */
+            wt->dir_ &= ~(interest | Q_NOTED);
+        }
+        return r;
+    }
+    /* Added to, not overwritten (see above). A direction that queued us
+     * is held by another task's waker: no earlier registration of ours
+     * is left in that slot. */
+    if (wt)
+        wt->dir_ = (wt->dir_ & ~q) | (interest & ~q);
+    return 0;
 }
 
 int weft_io_poll_wait(weft_io_t io, unsigned interest, weft_cx_t *cx, weft_io_waiter_t *wt)
@@ -377,31 +570,7 @@ int weft_io_poll_wait(weft_io_t io, unsigned interest, weft_cx_t *cx, weft_io_wa
         weft_io_waiter_saw(wt, r);
         return r;
     }
-    weft__source_t *src = io.src_;
-    const weft_waker_t *w = weft_cx_waker(cx);
-    /* Register first, then re-check (the atomic waker's contract). */
-    if (interest & WEFT__RD)
-        register_waker(&src->rd, w);
-    if (interest & WEFT__WR)
-        register_waker(&src->wr, w);
-    r = ready_of(io, interest);
-    if (r != 0) {
-        /* Ready after all (an event raced the registration; the caller
-         * will not wait, so nothing of it may stay behind), or the handle
-         * went stale and the slot may already serve a new registration.
-         * Take back what we put there, waking anything else we find so
-         * that nobody's wake-up is lost. */
-        if (interest & WEFT__RD)
-            unregister_waker(&src->rd);
-        if (interest & WEFT__WR)
-            unregister_waker(&src->wr);
-        if (wt)
-            wt->dir_ = 0;
-        return r;
-    }
-    if (wt)
-        wt->dir_ = interest;
-    return 0;
+    return poll_wait_register(io, interest, cx, wt);
 }
 
 int weft_io_poll_ready(weft_io_t io, unsigned interest, weft_cx_t *cx)
@@ -413,12 +582,15 @@ void weft_io_forget(weft_io_t io, weft_io_waiter_t *wt)
 {
     if (!wt || !wt->dir_)
         return;
-    /* A stale handle has nothing of ours left: deregistration took every
-     * waker under the slab lock, and a registration that raced it took
-     * itself back in weft_io_poll_wait. What the slot holds now belongs
-     * to its next registration (perhaps our own task's, through another
-     * handle): leave it alone. A handle that goes stale right after this
-     * check costs at most a spurious wake of whatever we then take. */
+    /* A stale handle has nothing of ours left in the slots: deregistration
+     * took every waker under the slab lock, and a registration that raced
+     * it took itself back in weft_io_poll_wait. What the slots hold now
+     * belongs to their next registration (perhaps our own task's, through
+     * another handle): leave them alone. A handle that goes stale right
+     * after this check costs at most a spurious wake of whatever we then
+     * take. The queue is another matter: the end of the registration may
+     * not have reached our entry yet, so a queued waiter always looks
+     * (under the lock; the slab outlives every handle). */
     weft__source_t *src = live(io);
     if (src) {
         if (wt->dir_ & WEFT__RD)
@@ -426,6 +598,8 @@ void weft_io_forget(weft_io_t io, weft_io_waiter_t *wt)
         if (wt->dir_ & WEFT__WR)
             unregister_waker(&src->wr);
     }
+    if ((wt->dir_ & Q_NOTED) && io.src_)
+        q_forget(io.src_, wt);
     wt->dir_ = 0;
 }
 
@@ -447,8 +621,10 @@ void weft__source_event(weft__driver_t *d, uint64_t token, uint32_t ready)
         uint32_t tick = ((r >> WEFT__SRC_TICK_SHIFT) + 1) & WEFT__SRC_TICK_MASK;
         n = (tick << WEFT__SRC_TICK_SHIFT) | (r & 0xff) | ready;
         /* Release: pairs with the waiter's acquire load in weft_io_ready;
-         * the readiness is published before the wake below. */
-    } while (!atomic_compare_exchange_weak_explicit(&src->readiness, &r, n, memory_order_release,
+         * the readiness is published before the wake below. seq_cst: the
+         * driver's half of the queue's handshake ("More than one waiter"),
+         * with the load of nqueued below. */
+    } while (!atomic_compare_exchange_weak_explicit(&src->readiness, &r, n, memory_order_seq_cst,
                                                     memory_order_relaxed));
     /* Only a direction this event turned on can have a sleeper: a waiter
      * sleeps only after it registered and then read its bit clear, and a
@@ -461,6 +637,9 @@ void weft__source_event(weft__driver_t *d, uint64_t token, uint32_t ready)
         weft_atomic_waker_wake(&src->rd);
     if (rise & WEFT__WR)
         weft_atomic_waker_wake(&src->wr);
+    /* seq_cst: pairs with q_link's increment (the handshake). */
+    if (rise && atomic_load_explicit(&src->nqueued, memory_order_seq_cst) != 0)
+        q_take(src, rise, NULL, true);
 }
 
 void weft__sources_shutdown(weft__driver_t *d)
@@ -476,6 +655,8 @@ void weft__sources_shutdown(weft__driver_t *d)
         atomic_fetch_or_explicit(&src->readiness, WEFT__CLOSED, memory_order_relaxed);
         drop_waker(&src->rd);
         drop_waker(&src->wr);
+        if (atomic_load_explicit(&src->nqueued, memory_order_relaxed) != 0)
+            q_take(src, WEFT__RD | WEFT__WR, NULL, false);
     }
 }
 

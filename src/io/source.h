@@ -30,6 +30,10 @@
  * a direction only when its event turns that bit on: a bit that was
  * already set has no sleeper (each EPOLLIN edge also reports EPOLLOUT,
  * and this skips that waker's atomics).
+ *
+ * A direction's slot holds one task's waker; waiters of other tasks go on
+ * the source's queue (source.c, "More than one waiter"), which the driver
+ * looks at only while nqueued is non-zero.
  */
 #ifndef WEFT_IO_SOURCE_H
 #define WEFT_IO_SOURCE_H
@@ -50,13 +54,19 @@
 #define WEFT__SRC_NONE UINT32_MAX
 
 typedef struct weft__source {
+    /* What an event touches first (the wakers spill into a second line). */
     alignas(64) _Atomic uint32_t readiness;
     _Atomic uint32_t gen; /* the live registration's gen; bumped on deregister */
     _Atomic int fd;       /* -1 when free */
     uint32_t index;
-    uint32_t next_free; /* under the slab lock */
+    /* Waiters on the queue (source.c, "More than one waiter"): changed
+     * under the slab lock, read by the driver without it. */
+    _Atomic uint32_t nqueued;
     struct weft__driver *drv;
     weft_atomic_waker_t rd, wr;
+    /* Under the slab lock. */
+    weft_io_waiter_t *queue; /* the queue's first waiter */
+    uint32_t next_free;
 } weft__source_t;
 
 struct weft__driver {

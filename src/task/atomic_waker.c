@@ -22,6 +22,27 @@ void weft_atomic_waker_init(weft_atomic_waker_t *aw)
     aw->waker_ = WEFT_WAKER_NONE;
 }
 
+/*
+ * We hold REGISTERING and stored a waker: return the slot to WAITING, or,
+ * if a wake arrived meanwhile (REGISTERING|WAKING), take that waker back
+ * out and wake it ourselves.
+ */
+static void publish(weft_atomic_waker_t *aw)
+{
+    uintptr_t exp = REGISTERING;
+    /* acq_rel: release publishes the new waker to the next waker-taker;
+     * acquire (on failure) orders a concurrent producer's writes before
+     * the wake we then perform ourselves. */
+    if (atomic_compare_exchange_strong_explicit(&aw->state_, &exp, WAITING, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return;
+    weft_waker_t mine = aw->waker_;
+    aw->waker_ = WEFT_WAKER_NONE;
+    /* Release: the next registrant acquires the emptied slot. */
+    atomic_store_explicit(&aw->state_, WAITING, memory_order_release);
+    weft_waker_wake(&mine);
+}
+
 int weft__atomic_waker_swap(weft_atomic_waker_t *aw, const weft_waker_t *w, weft_waker_t *old)
 {
     *old = WEFT_WAKER_NONE;
@@ -34,19 +55,7 @@ int weft__atomic_waker_swap(weft_atomic_waker_t *aw, const weft_waker_t *w, weft
                                                 memory_order_acquire, memory_order_acquire)) {
         *old = aw->waker_;
         weft_waker_clone(w, &aw->waker_);
-        uintptr_t exp = REGISTERING;
-        /* acq_rel: release publishes the new waker to the next waker-taker;
-         * acquire (on failure) orders a concurrent producer's writes before
-         * the wake we then perform ourselves. */
-        if (!atomic_compare_exchange_strong_explicit(&aw->state_, &exp, WAITING,
-                                                     memory_order_acq_rel, memory_order_acquire)) {
-            /* A wake arrived while we registered (state REGISTERING|WAKING). */
-            weft_waker_t mine = aw->waker_;
-            aw->waker_ = WEFT_WAKER_NONE;
-            /* Release: the next registrant acquires the emptied slot. */
-            atomic_store_explicit(&aw->state_, WAITING, memory_order_release);
-            weft_waker_wake(&mine);
-        }
+        publish(aw);
         return 0;
     }
     /* WAKING: someone is waking the old waker right now. REGISTERING:
@@ -55,6 +64,38 @@ int weft__atomic_waker_swap(weft_atomic_waker_t *aw, const weft_waker_t *w, weft
      * io/source.c). Either way ours is not stored, so wake it: a spurious
      * wake makes its task poll and register again; dropping it could leave
      * the task asleep for good. */
+    weft_waker_wake_by_ref(w);
+    return 0;
+}
+
+int weft__atomic_waker_claim(weft_atomic_waker_t *aw, const weft_waker_t *w)
+{
+    if (!aw || !w)
+        return -EINVAL;
+    uintptr_t cur = WAITING;
+    /* Acquire: as in swap, pairs with the release that returned the slot
+     * to WAITING, so we see (and may compare) the waker stored there. */
+    if (!atomic_compare_exchange_strong_explicit(&aw->state_, &cur, REGISTERING,
+                                                 memory_order_acquire, memory_order_acquire)) {
+        weft_waker_wake_by_ref(w); /* busy: as in swap */
+        return 0;
+    }
+    if (!aw->waker_.vtable || weft_waker_will_wake(&aw->waker_, w)) {
+        weft_waker_t old = aw->waker_;
+        weft_waker_clone(w, &aw->waker_);
+        publish(aw);
+        weft_waker_drop(&old);
+        return 0;
+    }
+    uintptr_t exp = REGISTERING;
+    /* Release: hands the untouched slot back. Acquire on failure: as in
+     * publish, a producer's writes before the wake we then deliver. */
+    if (atomic_compare_exchange_strong_explicit(&aw->state_, &exp, WAITING, memory_order_release,
+                                                memory_order_acquire))
+        return -EBUSY;
+    /* A wake arrived while we held the slot, meant for the waker there,
+     * which nobody took: deliver it, and wake ours (not stored) too. */
+    publish(aw);
     weft_waker_wake_by_ref(w);
     return 0;
 }

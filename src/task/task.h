@@ -219,4 +219,13 @@ void weft__task_drop_ref(weft__task_t *t);
  */
 int weft__atomic_waker_swap(weft_atomic_waker_t *aw, const weft_waker_t *w, weft_waker_t *old);
 
+/*
+ * Register w only if the slot is empty or holds a waker of w's own target
+ * (weft_waker_will_wake); that one is replaced and dropped. -EBUSY, the
+ * slot unchanged, if it holds another target's waker; -EINVAL. As with
+ * register, a slot found busy (being woken or registered into) stores
+ * nothing and w is woken at once: 0.
+ */
+int weft__atomic_waker_claim(weft_atomic_waker_t *aw, const weft_waker_t *w);
+
 #endif /* WEFT_TASK_TASK_H */

@@ -14,12 +14,14 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/probe.h"
 #include "io/iot.h"
 #include "common/suspended.h"
+#include "task/task.h"
 
 #define WAIT_NS (10 * WT_SEC)
 
@@ -79,22 +81,6 @@ Test(io_forget, drop_gives_the_waker_back, .timeout = 30)
     cr_expect_eq(wt_finish(rt), 0);
 }
 
-/* Fill sv[0]'s way out until it would block, and forget the writability
- * the driver reported; true once the fd shows no readiness at all. */
-static bool make_unwritable(weft_io_t io, int fd)
-{
-    static char chunk[4096];
-    for (int round = 0; round < 100; round++) {
-        int snap = weft_io_ready(io, WEFT_IO_WRITABLE);
-        while (write(fd, chunk, sizeof chunk) > 0) {
-        }
-        weft_io_clear(io, snap);
-        if (weft_io_ready(io, WEFT_IO_READABLE | WEFT_IO_WRITABLE) == 0)
-            return true;
-    }
-    return false;
-}
-
 static bool registered_twice(void *arg)
 {
     return atomic_load(&((wt_probe_t *)arg)->tw.clones) >= 2;
@@ -133,6 +119,38 @@ Test(io_forget, both_directions_one_ready, .timeout = 30)
     cr_expect_eq(q.finished, 1);
     cr_expect(q.v > 0 && WEFT_IO_MASK(q.v) == WEFT_IO_READABLE, "snapshot %lld", (long long)q.v);
     cr_expect_eq(wt_tw_live(&q.tw), 0, "the write waker is still held");
+    cr_expect_eq(weft_io_deregister(io), 0);
+    close(sv[0]);
+    close(sv[1]);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* One note, two polls with different interests (an adapter that waited
+ * to write, then to read): the note keeps both registrations, so forget
+ * takes both back. It used to be overwritten by the second poll, which
+ * left the write waker in its slot (found by review). */
+Test(io_forget, a_note_keeps_every_direction_it_registered, .timeout = 30)
+{
+    weft_runtime_t *rt = wt_runtime(1);
+    int sv[2];
+    nb_pair(sv);
+    weft_io_t io;
+    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    cr_assert(wt_wait_until(writable, &io, WAIT_NS));
+    cr_assert(make_unwritable(io, sv[0]));
+    wt_thread_waker_t tw;
+    memset(&tw, 0, sizeof tw);
+    weft_cx_t cx;
+    memset(&cx, 0, sizeof cx);
+    cx.waker_ = wt_thread_waker(&tw);
+    weft_io_waiter_t wt = WEFT_IO_WAITER_INIT;
+    cr_assert_eq(weft_io_poll_wait(io, WEFT_IO_WRITABLE, &cx, &wt), 0);
+    cr_assert_eq(weft_io_poll_wait(io, WEFT_IO_READABLE, &cx, &wt), 0);
+    cr_expect_eq(wt.dir_, WEFT_IO_READABLE | WEFT_IO_WRITABLE);
+    cr_expect_eq(wt_tw_live(&tw), 2, "one clone per slot");
+    weft_io_forget(io, &wt);
+    cr_expect_eq(wt.dir_, 0u);
+    cr_expect_eq(wt_tw_live(&tw), 0, "a clone is still held");
     cr_expect_eq(weft_io_deregister(io), 0);
     close(sv[0]);
     close(sv[1]);

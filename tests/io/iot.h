@@ -3,14 +3,15 @@
  * file here would be linked into the suite as a test file of its own).
  *
  * Owns nothing at run time. Provides: a non-blocking AF_UNIX socket pair,
- * and predicates for wt_wait_until that say whether a handle reads ready
- * for one direction (the test thread polls the snapshot; nothing waits).
+ * a way to make a registered fd unwritable, and predicates for wt_wait_until that say whether a
+ * handle reads ready for one direction (the test thread polls the snapshot; nothing waits).
  */
 #ifndef WEFT_TESTS_IOT_H
 #define WEFT_TESTS_IOT_H
 
 #include <criterion/criterion.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/wt.h"
 
@@ -28,6 +29,22 @@ static inline bool readable(void *arg)
 static inline bool writable(void *arg)
 {
     return weft_io_ready(*(weft_io_t *)arg, WEFT_IO_WRITABLE) > 0;
+}
+
+/* Fill sv[0]'s way out until it would block, and forget the writability
+ * the driver reported; true once the fd shows no readiness at all. */
+static inline bool make_unwritable(weft_io_t io, int fd)
+{
+    static char chunk[4096];
+    for (int round = 0; round < 100; round++) {
+        int snap = weft_io_ready(io, WEFT_IO_WRITABLE);
+        while (write(fd, chunk, sizeof chunk) > 0) {
+        }
+        weft_io_clear(io, snap);
+        if (weft_io_ready(io, WEFT_IO_READABLE | WEFT_IO_WRITABLE) == 0)
+            return true;
+    }
+    return false;
 }
 
 #endif /* WEFT_TESTS_IOT_H */
