@@ -70,11 +70,24 @@ typedef struct weft_runtime weft_runtime_t;
 #define WEFT_IO_WRITABLE 2u
 /*
  * Set in a snapshot once the peer hung up or the fd reported an error; it
- * stays set (weft_io_clear never removes it). A read that returned fewer
- * bytes than asked drained the socket unless this bit is set, in which case
- * the next read reports the end of stream or the error.
+ * stays set (weft_io_clear never removes it). The next read reports the
+ * end of stream or the error.
  */
 #define WEFT_IO_HUP 8u
+/*
+ * Set in a snapshot once the fd reported an exceptional condition
+ * (EPOLLPRI: TCP urgent data, and whatever else a file type reports so);
+ * it stays set. It wakes no waiter by itself.
+ *
+ * A TCP read that returned fewer bytes than asked, with neither this bit
+ * nor WEFT_IO_HUP in the snapshot it acted on, emptied the receive queue:
+ * clearing then saves the EAGAIN call (weft's streams do). With
+ * WEFT_IO_PRI the read may have stopped at the urgent mark with data
+ * queued behind it; with WEFT_IO_HUP the end of stream is still to be
+ * read. Other sockets stop short with data still queued too (AF_UNIX
+ * after a message that carried SCM_RIGHTS): clear only after EAGAIN there.
+ */
+#define WEFT_IO_PRI 16u
 /* The direction bits of a readiness snapshot. */
 #define WEFT_IO_MASK(snapshot) ((unsigned)(snapshot) & (WEFT_IO_READABLE | WEFT_IO_WRITABLE))
 

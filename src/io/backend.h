@@ -25,10 +25,11 @@
 #define WEFT__WR 2u     /* writable, or an error / full hang-up */
 #define WEFT__CLOSED 4u /* the source was deregistered */
 #define WEFT__HUP 8u    /* peer hang-up or error seen: sticky, never cleared */
+#define WEFT__PRI 16u   /* urgent data or another exceptional condition seen: sticky */
 
 typedef struct weft__io_event {
     uint64_t token;
-    uint32_t ready; /* WEFT__RD | WEFT__WR | WEFT__HUP */
+    uint32_t ready; /* WEFT__RD | WEFT__WR | WEFT__HUP | WEFT__PRI */
 } weft__io_event_t;
 
 typedef struct weft__backend_ops {

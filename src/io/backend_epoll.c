@@ -1,6 +1,6 @@
 /*
  * backend_epoll.c - the epoll backend: one epoll instance, every fd added
- * once with EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, and an eventfd
+ * once with EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLRDHUP | EPOLLET, and an eventfd
  * (level-triggered, token WEFT__TOKEN_WAKE) that wake() writes.
  *
  * Invariants: the event buffer is used only by the thread that holds the
@@ -55,7 +55,7 @@ static void ep_destroy(void *be)
     free(e);
 }
 
-#define EP_INTEREST (WEFT__EP_IN | WEFT__EP_OUT | WEFT__EP_RDHUP | WEFT__EP_ET)
+#define EP_INTEREST (WEFT__EP_IN | WEFT__EP_PRI | WEFT__EP_OUT | WEFT__EP_RDHUP | WEFT__EP_ET)
 
 static int ep_add(void *be, int fd, uint64_t token)
 {
@@ -92,6 +92,11 @@ static int ep_wait(void *be, weft__io_event_t *evs, int max, int64_t timeout_ns)
             r |= WEFT__WR;
         if (k & (WEFT__EP_RDHUP | WEFT__EP_HUP | WEFT__EP_ERR))
             r |= WEFT__HUP;
+        /* Urgent data (TCP): a read stops short at its mark with more
+         * data queued behind it, so a short read no longer says drained
+         * (net/stream.c). Wakes nobody by itself. */
+        if (k & WEFT__EP_PRI)
+            r |= WEFT__PRI;
         evs[i].token = token;
         evs[i].ready = r;
     }

@@ -406,7 +406,7 @@ static int snapshot_of(uint32_t r, unsigned interest)
 {
     if (!(r & interest))
         return 0;
-    return (int)((r & ~(uint32_t)0xff) | (r & (interest | WEFT__HUP)));
+    return (int)((r & ~(uint32_t)0xff) | (r & (interest | WEFT__HUP | WEFT__PRI)));
 }
 
 /* weft_io_ready for a non-zero interest of RD | WR bits only; static so

@@ -36,6 +36,7 @@ struct weft_tcp_stream {
     _Atomic uint32_t busy; /* WEFT_IO_READABLE / WRITABLE: that side's operation runs */
     int fd;
     weft_io_t io;
+    bool tcp; /* a short read emptied the receive queue (barring HUP/PRI) */
 };
 
 struct weft_tcp_listener {

@@ -20,7 +20,12 @@
  *   newer event (data or an error that arrives meanwhile) moved the tick,
  *   so weft_io_clear keeps it. A short read with WEFT_IO_HUP in the
  *   snapshot does not clear: the end of stream or reset came with the same
- *   event as the last data, and the next read must see it.
+ *   event as the last data, and the next read must see it. Nor does one
+ *   with WEFT_IO_PRI (TCP's read stops at the urgent mark with data behind
+ *   it), nor any short read of a stream that is not TCP (an AF_UNIX read
+ *   stops after a message that carried SCM_RIGHTS): found by review; a
+ *   peer's one MSG_OOB byte used to stall the next read until its next
+ *   packet.
  * - timer_ is armed only while the future waits with a deadline (armed_);
  *   it is disarmed when the future completes and in its drop, so the timer
  *   wheel never points into freed state. Likewise waiter_ notes a waker
@@ -61,6 +66,7 @@ int weft__tcp_stream_new(weft_runtime_t *rt, int fd, weft_tcp_stream_t **out)
     atomic_init(&s->closed, 0);
     atomic_init(&s->busy, 0);
     s->fd = fd;
+    s->tcp = true; /* accept and connect; weft_tcp_stream_from_fd asks */
     int rc = weft_io_register(rt, fd, &s->io);
     if (rc != 0) {
         free(s);
@@ -109,6 +115,8 @@ int weft_tcp_stream_from_fd(weft_runtime_t *rt, int fd, weft_tcp_stream_t **out)
     rc = weft__tcp_stream_new(rt, fd, out);
     if (rc != 0)
         weft__sock_unadopt(fd, &was); /* the caller's fd, as it was */
+    else
+        (*out)->tcp = was.tcp;
     return rc;
 }
 
@@ -364,9 +372,11 @@ static int64_t xfer_step(weft_tcp_xfer_t *f, unsigned dir, weft_cx_t *cx)
                                                 : weft__sock_send(s->fd, p, n);
             if (r != -EAGAIN) {
                 /* Short transfer: the buffer filled (write) or drained
-                 * (read, unless a hang-up is pending): see the top. */
+                 * (a TCP read, unless a hang-up or urgent data is
+                 * pending): see the top. */
                 if (r > 0 && (size_t)r < n && !last &&
-                    (dir == WEFT_IO_WRITABLE || !(snap & (int)WEFT_IO_HUP)))
+                    (dir == WEFT_IO_WRITABLE ||
+                     (s->tcp && !(snap & (int)(WEFT_IO_HUP | WEFT_IO_PRI)))))
                     weft_io_clear(s->io, snap);
                 return r;
             }

@@ -128,6 +128,7 @@ void weft__fault_hook_install(weft__fault_hook_t hook);
 
 /* The kernel's epoll bits (checked against <sys/epoll.h> in poll.c). */
 #define WEFT__EP_IN 0x001u
+#define WEFT__EP_PRI 0x002u
 #define WEFT__EP_OUT 0x004u
 #define WEFT__EP_ERR 0x008u
 #define WEFT__EP_HUP 0x010u

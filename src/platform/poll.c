@@ -27,9 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
-_Static_assert(WEFT__EP_IN == EPOLLIN && WEFT__EP_OUT == EPOLLOUT && WEFT__EP_ERR == EPOLLERR &&
-                   WEFT__EP_HUP == EPOLLHUP && WEFT__EP_RDHUP == EPOLLRDHUP &&
-                   WEFT__EP_ET == EPOLLET,
+_Static_assert(WEFT__EP_IN == EPOLLIN && WEFT__EP_PRI == EPOLLPRI && WEFT__EP_OUT == EPOLLOUT &&
+                   WEFT__EP_ERR == EPOLLERR && WEFT__EP_HUP == EPOLLHUP &&
+                   WEFT__EP_RDHUP == EPOLLRDHUP && WEFT__EP_ET == EPOLLET,
                "weft's epoll bits are the kernel's");
 _Static_assert(sizeof(weft__epoll_event_t) == sizeof(struct epoll_event),
                "weft__epoll_event_t mirrors struct epoll_event");

@@ -76,6 +76,9 @@ int weft__sock_adopt(int fd, weft__sock_flags_t *was)
         rc = -EPROTOTYPE;
         goto out;
     }
+    int proto = 0;
+    len = sizeof proto;
+    was->tcp = getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 && proto == IPPROTO_TCP;
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)) {
         rc = -errno;

@@ -27,12 +27,13 @@ int weft__sock_open(int family);
  * later. */
 typedef struct weft__sock_flags {
     int fl, fdfl;
+    bool tcp; /* the protocol is TCP (else a short read may leave data queued) */
 } weft__sock_flags_t;
 
 /*
  * Make fd (owned by the caller) usable by weft: it must be a SOCK_STREAM
  * socket; O_NONBLOCK and FD_CLOEXEC are set, and *was gets the flags it had
- * (on failure they are already restored). 0, -EBADF (not open), -ENOTSOCK,
+ * (on failure they are already restored) and whether it is TCP. 0, -EBADF (not open), -ENOTSOCK,
  * -EPROTOTYPE (not a stream socket), or another -errno.
  */
 int weft__sock_adopt(int fd, weft__sock_flags_t *was);
