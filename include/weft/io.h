@@ -98,9 +98,12 @@ typedef struct weft_io {
 
 /*
  * Watch fd (which must be non-blocking; weft does not change its flags) on
- * rt's driver. 0, -EINVAL (NULL rt/out, fd < 0), -EBADF (fd not open),
- * -EEXIST (this open fd is already registered), -EPERM (fd cannot be
- * polled, e.g. a regular file), -ENOMEM, -ESHUTDOWN.
+ * rt's driver. 0, -EINVAL (NULL rt/out, fd < 0, or an fd epoll refuses,
+ * such as the driver's own epoll fd), -EBADF (fd not open), -EEXIST (this
+ * open fd is already registered on rt; another runtime may register it
+ * too, and then both report its events), -EPERM (fd cannot be polled,
+ * e.g. a regular file), -ELOOP (an epoll fd that watches rt's), -ENOMEM,
+ * -ESHUTDOWN.
  *
  * A registration whose fd was closed without weft_io_deregister and whose
  * number has been given to a new file is not an -EEXIST: the new file is
@@ -227,7 +230,9 @@ void weft_io_forget(weft_io_t io, weft_io_waiter_t *wt);
 
 /*
  * The readiness future. Output: a snapshot (> 0), -ETIMEDOUT at the
- * deadline (WEFT_FOREVER: none), -EBADF if the handle is or becomes stale.
+ * deadline (WEFT_FOREVER: none), -EBADF if the handle is or becomes stale,
+ * -EPERM if it must wait for a deadline off the runtime's workers (no
+ * timer can be armed there; with WEFT_FOREVER it just waits).
  * Dropping it (cancellation) leaves the fd registered and usable; nothing
  * was transferred by a wait in any case.
  */

@@ -153,8 +153,8 @@ typedef struct weft_tcp_listen_opts {
     bool reuseaddr; /* SO_REUSEADDR (default true) */
     int v6only;     /* IPv6 listeners: 1 IPV6_V6ONLY, 0 dual-stack, -1 (default) the system's */
     bool fail_on_exhaustion; /* return -EMFILE/-ENFILE/-ENOBUFS/-ENOMEM instead of backing off */
-    int64_t backoff_min_ns;  /* first back-off; 0 means 1 ms */
-    int64_t backoff_max_ns;  /* back-off cap; 0 means 100 ms */
+    int64_t backoff_min_ns;  /* first back-off; 0 means 1 ms; at most WEFT_TCP_BACKOFF_LIMIT_NS */
+    int64_t backoff_max_ns;  /* back-off cap; 0 means 100 ms; at most WEFT_TCP_BACKOFF_LIMIT_NS */
     /*
      * Called on the accepting task's thread each time an accept hits
      * exhaustion: err is the negative errno, backoff_ns the length of the
@@ -193,7 +193,11 @@ typedef struct weft_tcp_listen_opts {
 int weft_tcp_listen(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t addrlen, int backlog,
                     weft_tcp_listener_t **out);
 
-/* The same with options (opts NULL: the defaults). */
+/* The longest back-off weft_tcp_listen_opts_t accepts: one hour. */
+#define WEFT_TCP_BACKOFF_LIMIT_NS (3600 * (int64_t)1000000000)
+
+/* The same with options (opts NULL: the defaults). -EINVAL also for a
+ * negative back-off or one above WEFT_TCP_BACKOFF_LIMIT_NS. */
 int weft_tcp_listen_with(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t addrlen,
                          const weft_tcp_listen_opts_t *opts, weft_tcp_listener_t **out);
 
@@ -214,7 +218,10 @@ int weft_tcp_listener_stats(weft_tcp_listener_t *l, weft_tcp_listener_stats_t *o
 /*
  * Stop listening and release l. When close returns the socket no longer
  * listens: new connections are refused, those still in the backlog are
- * reset, and the address can be listened on again. An accept in flight
+ * reset, and the address can be listened on again (by a listener with
+ * SO_REUSEADDR, the default: the fd may still be open while an accept in
+ * flight holds a reference, and without it bind says -EADDRINUSE until
+ * then). An accept in flight
  * (waiting for a connection, or sleeping in back-off) ends at once with
  * -EBADF; the fd number stays reserved until that accept is dropped.
  * Streams already accepted are independent of l and stay open.
@@ -369,8 +376,9 @@ int weft_tcp_write_all_init(weft_tcp_write_all_t *f, weft_tcp_stream_t *s, const
 /*
  * Read future: one recv of at most len bytes (and at most 0x7ffff000, the
  * kernel's limit per call) into buf. Output: bytes read (> 0), 0 at end of
- * stream (the peer shut down its writing side) or when len is 0 (no system
- * call is made), or -ETIMEDOUT, -EBADF, -ECONNRESET, -ENOTCONN, ...
+ * stream (the peer shut down its writing side) or when len is 0 on an open
+ * stream (no system call is made; -EBADF once it is closed), or
+ * -ETIMEDOUT, -EBADF, -ECONNRESET, -ENOTCONN, ...
  * Dropped or timed out: nothing was read (no data left the kernel).
  */
 extern const weft_future_vtable_t weft_tcp_read_vtable;
@@ -378,7 +386,8 @@ extern const weft_future_vtable_t weft_tcp_read_vtable;
 /*
  * Write future: one send of at most len bytes (at most 0x7ffff000) from
  * buf, with MSG_NOSIGNAL. Output: bytes written (> 0; fewer than len when
- * the socket buffer filled up), 0 when len is 0, or -ETIMEDOUT, -EBADF,
+ * the socket buffer filled up), 0 when len is 0 (-EBADF on a closed
+ * stream, as for read), or -ETIMEDOUT, -EBADF,
  * -EPIPE (this side shut down writing, or the connection is gone),
  * -ECONNRESET, ... Dropped or timed out: nothing was written.
  */

@@ -198,10 +198,10 @@ int weft_interval_tick(weft_interval_t *iv, int64_t *scheduled);
  * As a future (weft_timeout_vtable), the output is the inner future's
  * output if it completed first, else -ETIMEDOUT (the inner future was
  * dropped), or -EPERM when the inner future was pending off the runtime's
- * workers (dropped too). An inner future whose own output is -ETIMEDOUT
- * cannot be told apart from a timeout there: use weft_timeout_poll or
- * weft_await_until, which return the reason separately.
- * Fields are private.
+ * workers with a deadline other than WEFT_FOREVER to arm (dropped too;
+ * with WEFT_FOREVER no timer is needed and it stays pending). An inner future whose own output is
+ * -ETIMEDOUT cannot be told apart from a timeout there: use weft_timeout_poll or weft_await_until,
+ * which return the reason separately. Fields are private.
  */
 typedef struct weft_timeout {
     weft_timer_t timer_;
@@ -221,7 +221,8 @@ int weft_timeout_init(weft_timeout_t *to, const weft_future_vtable_t *vt, void *
  * Poll-level: WEFT_READY with the inner output in *out (may be NULL) if
  * the inner future completed; -ETIMEDOUT if the deadline passed first;
  * WEFT_PENDING; -EPERM if the inner future is pending off the runtime's
- * workers; -EINVAL for NULL to or cx. On every result but WEFT_PENDING the
+ * workers and the deadline is not WEFT_FOREVER (a timer would be needed);
+ * -EINVAL for NULL to or cx. On every result but WEFT_PENDING the
  * inner future has been dropped and the timer disarmed; polling again
  * returns -EINVAL. A future that embeds a timeout drops it with
  * weft_timeout_vtable.drop(to).

@@ -399,7 +399,9 @@ int weft_io_fd(weft_io_t io)
     if (!src)
         return -EBADF;
     int fd = atomic_load_explicit(&src->fd, memory_order_relaxed);
-    return live(io) ? fd : -EBADF;
+    /* retire stores fd = -1 after the gen bump; a weaker-ordered machine
+     * may show us that store with the old gen (found by review). */
+    return fd >= 0 && live(io) ? fd : -EBADF;
 }
 
 static int snapshot_of(uint32_t r, unsigned interest)

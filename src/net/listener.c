@@ -65,7 +65,11 @@ int weft_tcp_listen_with(weft_runtime_t *rt, const struct sockaddr *addr, sockle
     if (!rt || !addr)
         return -EINVAL;
     weft_tcp_listen_opts_t o = opts ? *opts : WEFT_TCP_LISTEN_OPTS_INIT;
-    if (o.backoff_min_ns < 0 || o.backoff_max_ns < 0)
+    /* Bounded so that now + back-off cannot overflow (found by review:
+     * INT64_MAX wrapped into the past and the accept spun). */
+    if (o.backoff_min_ns < 0 || o.backoff_max_ns < 0 ||
+        o.backoff_min_ns > WEFT_TCP_BACKOFF_LIMIT_NS ||
+        o.backoff_max_ns > WEFT_TCP_BACKOFF_LIMIT_NS)
         return -EINVAL;
     if (o.backlog <= 0)
         o.backlog = DEFAULT_BACKLOG;
@@ -336,6 +340,7 @@ static int accept_exhausted(weft_tcp_accept_t *f, int err)
     int64_t b = 0;
     if (!l->opts.fail_on_exhaustion) {
         b = atomic_load_explicit(&l->backoff_ns, memory_order_relaxed);
+        /* Both bounds are at most WEFT_TCP_BACKOFF_LIMIT_NS: no overflow. */
         b = b == 0 ? l->opts.backoff_min_ns : b * 2;
         if (b > l->opts.backoff_max_ns)
             b = l->opts.backoff_max_ns;

@@ -51,6 +51,16 @@ Test(net_errors, null_and_bad_arguments, .timeout = 30)
     weft_tcp_listen_opts_t o = WEFT_TCP_LISTEN_OPTS_INIT;
     o.backoff_min_ns = -1;
     cr_expect_eq(weft_tcp_listen_with(rt, (struct sockaddr *)&a, alen, &o, &l), -EINVAL);
+    /* A back-off so long that now + it wrapped into the past made the
+     * accept spin (found by review): refused. */
+    o.backoff_min_ns = INT64_MAX;
+    cr_expect_eq(weft_tcp_listen_with(rt, (struct sockaddr *)&a, alen, &o, &l), -EINVAL);
+    o.backoff_min_ns = 0;
+    o.backoff_max_ns = WEFT_TCP_BACKOFF_LIMIT_NS + 1;
+    cr_expect_eq(weft_tcp_listen_with(rt, (struct sockaddr *)&a, alen, &o, &l), -EINVAL);
+    o.backoff_min_ns = o.backoff_max_ns = WEFT_TCP_BACKOFF_LIMIT_NS;
+    cr_expect_eq(weft_tcp_listen_with(rt, (struct sockaddr *)&a, alen, &o, &l), 0);
+    cr_expect_eq(weft_tcp_listener_close(l), 0);
 
     /* Futures: a failed init polls ready with its error and drops safely. */
     weft_tcp_xfer_t x;
