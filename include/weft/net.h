@@ -28,8 +28,9 @@
  * Model. Every socket is non-blocking and close-on-exec, registered once
  * with the runtime's driver (weft/io.h). An operation first tries its
  * system call when the driver's readiness says the socket is ready; only on
- * EAGAIN does it suspend until the driver reports readiness (one hop from
- * the driver thread back to a worker) or its deadline passes. weft reads
+ * EAGAIN does it suspend until the driver reports readiness (to the worker
+ * that polls epoll, an idle one by default: docs/io.md) or its deadline
+ * passes. weft reads
  * into the caller's buffer and writes from it: nothing is buffered inside
  * weft, so memory is bounded by the buffers the application passes, and a
  * slow peer slows the writer down (backpressure through the kernel's socket
@@ -450,6 +451,17 @@ int weft_tcp_shutdown(weft_tcp_stream_t *s, int how);
  * is only still alive because operations hold it: a caller bug).
  */
 int weft_tcp_close(weft_tcp_stream_t *s);
+
+/*
+ * Close with a reset (an abortive close: SO_LINGER with a zero timeout,
+ * then weft_tcp_close): the peer's next read or write fails with
+ * -ECONNRESET, and what s had not yet sent is discarded. For a proxy
+ * passing a reset on, or a server dropping a misbehaving client without
+ * the TIME_WAIT state. Operations in flight end with -EBADF as for
+ * weft_tcp_close. 0, -EINVAL, -EBADF (already closed), or the kernel's
+ * error from setsockopt (then nothing is closed).
+ */
+int weft_tcp_abort(weft_tcp_stream_t *s);
 
 /* Remote / local address. 0, -EINVAL, -EBADF, -ENOTCONN. */
 int weft_tcp_peer_addr(weft_tcp_stream_t *s, struct sockaddr_storage *out);

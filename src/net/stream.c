@@ -134,6 +134,16 @@ int weft_tcp_close(weft_tcp_stream_t *s)
     return 0;
 }
 
+int weft_tcp_abort(weft_tcp_stream_t *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (weft__tcp_stream_closed(s))
+        return -EBADF;
+    int rc = weft__sock_set_linger_reset(s->fd);
+    return rc != 0 ? rc : weft_tcp_close(s);
+}
+
 int weft_tcp_shutdown(weft_tcp_stream_t *s, int how)
 {
     if (!s)

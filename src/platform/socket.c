@@ -240,6 +240,15 @@ int weft__sock_set_nodelay(int fd, bool on)
     return setopt_int(fd, IPPROTO_TCP, TCP_NODELAY, on);
 }
 
+int weft__sock_set_linger_reset(int fd)
+{
+    SAVE_ERRNO;
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    int rc = setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) == 0 ? 0 : -errno;
+    RESTORE_ERRNO;
+    return rc;
+}
+
 int weft__sock_get_nodelay(int fd)
 {
     SAVE_ERRNO;

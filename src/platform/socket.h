@@ -73,6 +73,8 @@ int weft__sock_set_reuseaddr(int fd, bool on);
 int weft__sock_set_reuseport(int fd, bool on);
 int weft__sock_set_v6only(int fd, bool on);
 int weft__sock_set_nodelay(int fd, bool on);
+/* SO_LINGER on with a zero timeout: close(2) then resets the connection. */
+int weft__sock_set_linger_reset(int fd);
 /* TCP_NODELAY's current value: 0, 1, or -errno. */
 int weft__sock_get_nodelay(int fd);
 /*

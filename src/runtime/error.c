@@ -22,7 +22,7 @@ const char *weft_strerror(int code)
     case -ETIMEDOUT:
         return "timed out";
     case -EPIPE:
-        return "closed";
+        return "closed (broken pipe)";
     case -EAGAIN:
         return "try again";
     case -ESHUTDOWN:

@@ -98,6 +98,33 @@ static void peer_sees_eof(int fd)
     cr_expect(n == 0 || (n < 0 && errno == ECONNRESET), "peer: %zd errno %d", n, errno);
 }
 
+/* An abortive close resets the connection: the peer's read fails with
+ * ECONNRESET instead of reading end of stream; the waiting reader on our
+ * side ends with -EBADF as for weft_tcp_close. */
+Test(net_close, abort_resets_the_connection, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    int peer;
+    weft_tcp_stream_t *s = pair_plain(rt, &peer);
+    uint8_t buf[64];
+    waiter_t w = {s, buf, sizeof buf, 1, 0};
+    weft_task_t *h;
+    cr_assert_eq(weft_spawn_coro(rt, read_waiter, &w, NULL, &h), 0);
+    wait_in_flight(s, h);
+    cr_expect_eq(weft_tcp_abort(s), 0);
+    cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), 0);
+    cr_expect_eq(atomic_load(&w.rc), -EBADF);
+    struct timeval tv = {10, 0};
+    setsockopt(peer, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char b[16];
+    errno = 0;
+    cr_expect_eq(read(peer, b, sizeof b), -1);
+    cr_expect_eq(errno, ECONNRESET, "errno %d", errno);
+    close(peer);
+    cr_expect_eq(weft_tcp_abort(NULL), -EINVAL);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
 Test(net_close, reader_woken_with_ebadf, .timeout = 60)
 {
     weft_runtime_t *rt = wt_runtime(2);
