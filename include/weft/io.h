@@ -93,7 +93,7 @@ typedef struct weft_runtime weft_runtime_t;
 
 typedef struct weft_io {
     void *src_;
-    uint32_t gen_;
+    uint64_t gen_;
 } weft_io_t;
 
 /*
@@ -187,7 +187,7 @@ int weft_io_poll_ready(weft_io_t io, unsigned interest, weft_cx_t *cx);
 typedef struct weft_io_waiter {
     unsigned dir_;  /* what this future left behind (src/io/source.c) */
     unsigned qdir_; /* the rest under the driver's lock: the fd's queue */
-    uint32_t qgen_;
+    uint64_t qgen_;
     struct weft_io_waiter *qprev_, *qnext_;
     weft_waker_t qwaker_;
 } weft_io_waiter_t;

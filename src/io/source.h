@@ -56,7 +56,7 @@
 typedef struct weft__source {
     /* What an event touches first (the wakers spill into a second line). */
     alignas(64) _Atomic uint32_t readiness;
-    _Atomic uint32_t gen; /* the live registration's gen; bumped on deregister */
+    _Atomic uint64_t gen; /* the live registration's gen; bumped on deregister */
     _Atomic int fd;       /* -1 when free */
     uint32_t index;
     /* Waiters on the queue (source.c, "More than one waiter"): changed
