@@ -188,6 +188,7 @@ typedef struct weft_io_waiter {
     unsigned dir_;  /* what this future left behind (src/io/source.c) */
     unsigned qdir_; /* the rest under the driver's lock: the fd's queue */
     uint64_t qgen_;
+    uint64_t qseq_;
     struct weft_io_waiter *qprev_, *qnext_;
     weft_waker_t qwaker_;
 } weft_io_waiter_t;
@@ -203,7 +204,8 @@ typedef struct weft_io_waiter {
  * consumed (readiness is set only by the event that then wakes them), and
  * -EBADF that all were (deregistration takes every waker). If another
  * task's waker holds a direction's slot, *wt waits on the fd's queue
- * instead; it stays noted, whatever the result, until weft_io_forget.
+ * instead, and *wt notes that it may be queued until weft_io_forget
+ * (which then takes the driver's lock once).
  */
 int weft_io_poll_wait(weft_io_t io, unsigned interest, weft_cx_t *cx, weft_io_waiter_t *wt);
 

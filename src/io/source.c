@@ -222,6 +222,7 @@ static void q_link(weft__source_t *src, uint64_t gen, weft_io_waiter_t *wt, unsi
             if (src->queue)
                 src->queue->qprev_ = wt;
             src->queue = wt;
+            wt->qseq_ = ++src->qseq;
             /* seq_cst: the waiter's half of the handshake (above). */
             atomic_fetch_add_explicit(&src->nqueued, 1, memory_order_seq_cst);
         }
@@ -235,16 +236,21 @@ static void q_link(weft__source_t *src, uint64_t gen, weft_io_waiter_t *wt, unsi
     pthread_mutex_unlock(&d->lock);
 }
 
-/* Unlink wt if it is queued; its waker is dropped (it is wt's own). */
-static void q_forget(weft__source_t *src, weft_io_waiter_t *wt)
+/* Take dirs out of wt's queue entry, unlinking it once it waits for
+ * nothing; its waker is then dropped (it is wt's own). */
+static void q_forget(weft__source_t *src, weft_io_waiter_t *wt, unsigned dirs)
 {
     weft__driver_t *d = src->drv;
     weft_waker_t w = WEFT_WAKER_NONE;
     pthread_mutex_lock(&d->lock);
-    if (wt->qdir_) {
-        w = wt->qwaker_;
-        wt->qwaker_ = WEFT_WAKER_NONE;
-        q_unlink(src, wt);
+    if (wt->qdir_ & dirs) {
+        if (wt->qdir_ & ~dirs) {
+            wt->qdir_ &= ~dirs;
+        } else {
+            w = wt->qwaker_;
+            wt->qwaker_ = WEFT_WAKER_NONE;
+            q_unlink(src, wt);
+        }
     }
     pthread_mutex_unlock(&d->lock);
     weft_waker_drop(&w);
@@ -252,25 +258,32 @@ static void q_forget(weft__source_t *src, weft_io_waiter_t *wt)
 
 /*
  * Unlink the queued waiters that wait for one of dirs (and on registration
- * *gen, if gen) and wake them, or drop their wakers if !wake. Bounded by
- * the queue's length at the start: a woken waiter that queues again at
- * once is left for the next event.
+ * *gen, if gen) and wake them, or drop their wakers if !wake: every such
+ * waiter linked before the first lock, and no other. A woken waiter that
+ * queues again meanwhile has a newer stamp and is left for the next event;
+ * it cannot use up a share meant for the older ones (found by review: a
+ * budget counted in wakes let re-queuing readers starve an older writer
+ * for good when the event set both directions).
  */
 static void q_take(weft__source_t *src, unsigned dirs, const uint64_t *gen, bool wake)
 {
     weft__driver_t *d = src->drv;
-    uint32_t budget = atomic_load_explicit(&src->nqueued, memory_order_relaxed) + Q_BATCH;
-    bool more = true;
-    while (more && budget > 0) {
+    bool more = true, first = true;
+    uint64_t upto = 0;
+    while (more) {
         weft_waker_t ws[Q_BATCH];
         unsigned n = 0;
         more = false;
         pthread_mutex_lock(&d->lock);
+        if (first) {
+            upto = src->qseq;
+            first = false;
+        }
         for (weft_io_waiter_t *wt = src->queue, *next; wt; wt = next) {
             next = wt->qnext_;
-            if (!(wt->qdir_ & dirs) || (gen && wt->qgen_ != *gen))
+            if (!(wt->qdir_ & dirs) || (gen && wt->qgen_ != *gen) || wt->qseq_ > upto)
                 continue;
-            if (n == Q_BATCH || n == budget) {
+            if (n == Q_BATCH) {
                 more = true;
                 break;
             }
@@ -279,7 +292,6 @@ static void q_take(weft__source_t *src, unsigned dirs, const uint64_t *gen, bool
             q_unlink(src, wt);
         }
         pthread_mutex_unlock(&d->lock);
-        budget -= n;
         for (unsigned i = 0; i < n; i++) {
             if (wake)
                 weft_waker_wake(&ws[i]);
@@ -306,9 +318,11 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
         return -ENOMEM;
     }
     /* Stale wakers of an earlier registration (a waiter that registered
-     * after its handle went stale) are dropped, not inherited. */
-    drop_waker(&src->rd);
-    drop_waker(&src->wr);
+     * after its handle went stale) are dropped, not inherited; after the
+     * unlock, as a drop may end a task whose futures come back here. */
+    weft_waker_t stale[2];
+    weft_atomic_waker_take(&src->rd, &stale[0]);
+    weft_atomic_waker_take(&src->wr, &stale[1]);
     /* The tick keeps running across registrations, so a clear through a
      * stale handle (racing past its generation check) can only match a
      * tick at which this registration has no bits yet. */
@@ -329,6 +343,8 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
         src->next_free = d->free_head;
         d->free_head = src->index;
         pthread_mutex_unlock(&d->lock);
+        weft_waker_drop(&stale[0]);
+        weft_waker_drop(&stale[1]);
         return rc;
     }
     /* Written under d->lock; read racily by the workers' non-blocking
@@ -347,6 +363,8 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
         retire(d, old, old_gen, &rd, &wr);
     (void)byfd_note(d, fd, src);
     pthread_mutex_unlock(&d->lock);
+    weft_waker_drop(&stale[0]);
+    weft_waker_drop(&stale[1]);
     weft_waker_wake(&rd);
     weft_waker_wake(&wr);
     if (old)
@@ -550,12 +568,17 @@ __attribute__((noinline)) static int poll_wait_register(weft_io_t io, unsigned i
         if (interest & ~q & WEFT__WR)
             unregister_waker(&src->wr);
         if (wt) {
+            /* Our queue entry for these directions goes; one kept for
+             * another direction (an earlier poll with another interest)
+             * stays, as that direction's slot registration does. A stale
+             * handle ends it all (found by review: dropping the whole
+             * entry lost such a waiter's wake-up). */
             if (wt->dir_ & Q_NOTED)
-                q_forget(src, wt);
+                q_forget(src, wt, r < 0 ? (WEFT__RD | WEFT__WR) : interest);
             /* Registrations of other directions, from earlier polls with
              * another interest, stay noted (found by review: overwriting
              * the note left them in their slots after weft_io_forget). */
-            wt->dir_ &= ~(interest | Q_NOTED);
+            wt->dir_ &= r < 0 ? ~(interest | Q_NOTED) : ~interest;
         }
         return r;
     }
@@ -606,7 +629,7 @@ void weft_io_forget(weft_io_t io, weft_io_waiter_t *wt)
             unregister_waker(&src->wr);
     }
     if ((wt->dir_ & Q_NOTED) && io.src_)
-        q_forget(io.src_, wt);
+        q_forget(io.src_, wt, WEFT__RD | WEFT__WR);
     wt->dir_ = 0;
 }
 
@@ -639,7 +662,7 @@ void weft__source_event(weft__driver_t *d, uint64_t token, uint32_t ready)
      * it clear (r is the value the CAS replaced). An edge that merely
      * repeats a set bit (every EPOLLIN edge reports EPOLLOUT too) skips
      * the waker's two atomic operations. */
-    uint32_t rise = ready & ~r;
+    uint32_t rise = ready & ~r & (WEFT__RD | WEFT__WR);
     if (rise & WEFT__RD)
         weft_atomic_waker_wake(&src->rd);
     if (rise & WEFT__WR)

@@ -65,7 +65,8 @@ typedef struct weft__source {
     struct weft__driver *drv;
     weft_atomic_waker_t rd, wr;
     /* Under the slab lock. */
-    weft_io_waiter_t *queue; /* the queue's first waiter */
+    weft_io_waiter_t *queue; /* the queue's first waiter (the newest) */
+    uint64_t qseq;           /* waiters linked so far: each link's stamp */
     uint32_t next_free;
 } weft__source_t;
 
