@@ -63,11 +63,9 @@ Test(io_forget, deadline_gives_the_waker_back, .timeout = 30)
 
 Test(io_forget, drop_gives_the_waker_back, .timeout = 30)
 {
-    weft_runtime_t *rt = wt_runtime(2);
-    int sv[2];
-    nb_pair(sv);
-    weft_io_t io;
-    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    io_fix_t fx = io_fix_open(2);
+    weft_runtime_t *rt = fx.rt;
+    weft_io_t io = fx.io;
     weft_io_wait_t w;
     cr_assert_eq(weft_io_wait_init(&w, io, WEFT_IO_READABLE, WEFT_FOREVER), 0);
     wt_probe_t p = {.vt = &weft_io_wait_vtable, .inner = &w, .drop_after = 3};
@@ -75,10 +73,7 @@ Test(io_forget, drop_gives_the_waker_back, .timeout = 30)
     cr_expect_eq(p.finished, 2);
     cr_expect_geq(atomic_load(&p.tw.clones), 1);
     cr_expect_eq(wt_tw_live(&p.tw), 0, "a clone is still held");
-    cr_expect_eq(weft_io_deregister(io), 0);
-    close(sv[0]);
-    close(sv[1]);
-    cr_expect_eq(wt_finish(rt), 0);
+    io_fix_close(&fx);
 }
 
 static bool registered_twice(void *arg)
@@ -90,11 +85,10 @@ static bool registered_twice(void *arg)
  * waker registered unless it takes it back. */
 Test(io_forget, both_directions_one_ready, .timeout = 30)
 {
-    weft_runtime_t *rt = wt_runtime(1);
-    int sv[2];
-    nb_pair(sv);
-    weft_io_t io;
-    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    io_fix_t fx = io_fix_open(1);
+    weft_runtime_t *rt = fx.rt;
+    int *sv = fx.sv;
+    weft_io_t io = fx.io;
     /* The registration's first event says writable: wait for it, so that
      * it cannot arrive after the clear below. */
     cr_assert(wt_wait_until(writable, &io, WAIT_NS));
@@ -119,10 +113,7 @@ Test(io_forget, both_directions_one_ready, .timeout = 30)
     cr_expect_eq(q.finished, 1);
     cr_expect(q.v > 0 && WEFT_IO_MASK(q.v) == WEFT_IO_READABLE, "snapshot %lld", (long long)q.v);
     cr_expect_eq(wt_tw_live(&q.tw), 0, "the write waker is still held");
-    cr_expect_eq(weft_io_deregister(io), 0);
-    close(sv[0]);
-    close(sv[1]);
-    cr_expect_eq(wt_finish(rt), 0);
+    io_fix_close(&fx);
 }
 
 /* One note, two polls with different interests (an adapter that waited
@@ -131,11 +122,9 @@ Test(io_forget, both_directions_one_ready, .timeout = 30)
  * left the write waker in its slot (found by review). */
 Test(io_forget, a_note_keeps_every_direction_it_registered, .timeout = 30)
 {
-    weft_runtime_t *rt = wt_runtime(1);
-    int sv[2];
-    nb_pair(sv);
-    weft_io_t io;
-    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    io_fix_t fx = io_fix_open(1);
+    int *sv = fx.sv;
+    weft_io_t io = fx.io;
     cr_assert(wt_wait_until(writable, &io, WAIT_NS));
     cr_assert(make_unwritable(io, sv[0]));
     wt_thread_waker_t tw;
@@ -151,10 +140,7 @@ Test(io_forget, a_note_keeps_every_direction_it_registered, .timeout = 30)
     weft_io_forget(io, &wt);
     cr_expect_eq(wt.dir_, 0u);
     cr_expect_eq(wt_tw_live(&tw), 0, "a clone is still held");
-    cr_expect_eq(weft_io_deregister(io), 0);
-    close(sv[0]);
-    close(sv[1]);
-    cr_expect_eq(wt_finish(rt), 0);
+    io_fix_close(&fx);
 }
 
 /* The note is empty after an event: forgetting then touches nothing, and
@@ -215,11 +201,10 @@ static bool x_done(void *arg)
 
 Test(io_forget, a_deadline_leaves_a_sibling_wait_registered, .timeout = 30)
 {
-    weft_runtime_t *rt = wt_runtime(1);
-    int sv[2];
-    nb_pair(sv);
-    weft_io_t io;
-    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    io_fix_t fx = io_fix_open(1);
+    weft_runtime_t *rt = fx.rt;
+    int *sv = fx.sv;
+    weft_io_t io = fx.io;
     static two_waits_t t;
     memset(&t, 0, sizeof t);
     cr_assert_eq(weft_io_wait_init(&t.y, io, WEFT_IO_READABLE, WEFT_FOREVER), 0);
@@ -233,10 +218,7 @@ Test(io_forget, a_deadline_leaves_a_sibling_wait_registered, .timeout = 30)
     int64_t out = 0;
     cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, &out), 0, "Y was never woken");
     cr_expect(out > 0 && (WEFT_IO_MASK(out) & WEFT_IO_READABLE), "snapshot %lld", (long long)out);
-    cr_expect_eq(weft_io_deregister(io), 0);
-    close(sv[0]);
-    close(sv[1]);
-    cr_expect_eq(wt_finish(rt), 0);
+    io_fix_close(&fx);
 }
 
 /* The task waits X on io1, then (as after closing one connection and

@@ -3,7 +3,8 @@
  * file here would be linked into the suite as a test file of its own).
  *
  * Owns nothing at run time. Provides: a non-blocking AF_UNIX socket pair,
- * a way to make a registered fd unwritable, and predicates for wt_wait_until that say whether a
+ * a fixture of a runtime with such a pair registered, a way to make a
+ * registered fd unwritable, and predicates for wt_wait_until that say whether a
  * handle reads ready for one direction (the test thread polls the snapshot; nothing waits).
  */
 #ifndef WEFT_TESTS_IOT_H
@@ -18,6 +19,30 @@
 static inline void nb_pair(int sv[2])
 {
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+/* A runtime and a socket pair whose sv[0] it watches as io. */
+typedef struct io_fix {
+    weft_runtime_t *rt;
+    int sv[2];
+    weft_io_t io;
+} io_fix_t;
+
+static inline io_fix_t io_fix_open(unsigned workers)
+{
+    io_fix_t f = {.rt = wt_runtime(workers)};
+    nb_pair(f.sv);
+    cr_assert_eq(weft_io_register(f.rt, f.sv[0], &f.io), 0);
+    return f;
+}
+
+/* Deregister (which must succeed), close both ends, free the runtime. */
+static inline void io_fix_close(io_fix_t *f)
+{
+    cr_expect_eq(weft_io_deregister(f->io), 0);
+    close(f->sv[0]);
+    close(f->sv[1]);
+    cr_expect_eq(wt_finish(f->rt), 0);
 }
 
 /* For wt_wait_until: arg is a weft_io_t *. */

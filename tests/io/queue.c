@@ -95,11 +95,10 @@ static int hw_poll(hw_t *h)
  */
 Test(io_queue, requeuing_waiters_do_not_starve_an_older_one, .timeout = 60)
 {
-    weft_runtime_t *rt = wt_runtime(1);
-    int sv[2];
-    nb_pair(sv);
-    weft_io_t io;
-    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    io_fix_t fx = io_fix_open(1);
+    weft_runtime_t *rt = fx.rt;
+    int *sv = fx.sv;
+    weft_io_t io = fx.io;
     cr_assert(wt_wait_until(writable, &io, WAIT_NS));
     cr_assert(make_unwritable(io, sv[0]));
 
@@ -140,10 +139,7 @@ Test(io_queue, requeuing_waiters_do_not_starve_an_older_one, .timeout = 60)
     weft_io_forget(io, &w.wt);
     weft_io_forget(io, &hr.wt);
     weft_io_forget(io, &hwr.wt);
-    cr_expect_eq(weft_io_deregister(io), 0);
-    close(sv[0]);
-    close(sv[1]);
-    cr_expect_eq(wt_finish(rt), 0);
+    io_fix_close(&fx);
 }
 
 /* ---- the ready path of a poll drops the queue entry of another direction ---- */
@@ -172,11 +168,9 @@ static bool woken(void *arg)
 
 static void ready_path_case(bool queued)
 {
-    weft_runtime_t *rt = wt_runtime(1);
-    int sv[2];
-    nb_pair(sv);
-    weft_io_t io;
-    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    io_fix_t fx = io_fix_open(1);
+    int *sv = fx.sv;
+    weft_io_t io = fx.io;
     cr_assert(wt_wait_until(writable, &io, WAIT_NS));
     cr_assert(make_unwritable(io, sv[0]));
     g_sv1 = sv[1];
@@ -204,10 +198,7 @@ static void ready_path_case(bool queued)
               "the read wait was lost: the future sleeps while RD is set");
     weft_io_forget(io, &f.wt);
     weft_io_forget(io, &u.wt);
-    cr_expect_eq(weft_io_deregister(io), 0);
-    close(sv[0]);
-    close(sv[1]);
-    cr_expect_eq(wt_finish(rt), 0);
+    io_fix_close(&fx);
 }
 
 Test(io_queue, ready_after_registering_keeps_another_directions_slot, .timeout = 60)

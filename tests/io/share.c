@@ -79,11 +79,10 @@ static void join_all(weft_task_t **h, int n)
 /* Two waiters, one direction: both sleep until the event, both hear it. */
 Test(io_share, two_waiters_sleep_and_both_wake, .timeout = 30)
 {
-    weft_runtime_t *rt = wt_runtime(2);
-    int sv[2];
-    nb_pair(sv);
-    weft_io_t io;
-    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    io_fix_t fx = io_fix_open(2);
+    weft_runtime_t *rt = fx.rt;
+    int *sv = fx.sv;
+    weft_io_t io = fx.io;
     board_t b = {0};
     weft_task_t *h[2];
     spawn_waiter(rt, &b, 0, io, WEFT_IO_READABLE, WEFT_FOREVER, &h[0]);
@@ -101,21 +100,17 @@ Test(io_share, two_waiters_sleep_and_both_wake, .timeout = 30)
     for (int i = 0; i < 2; i++)
         cr_expect_eq(WEFT_IO_MASK(atomic_load(&b.results[i])), WEFT_IO_READABLE, "waiter %d: %d", i,
                      atomic_load(&b.results[i]));
-    cr_expect_eq(weft_io_deregister(io), 0);
-    close(sv[0]);
-    close(sv[1]);
-    cr_expect_eq(wt_finish(rt), 0);
+    io_fix_close(&fx);
 }
 
 /* Four readers and four writers of one fd: readability wakes the readers
  * only, writability then the writers. */
 Test(io_share, each_direction_wakes_its_own_waiters, .timeout = 30)
 {
-    weft_runtime_t *rt = wt_runtime(2);
-    int sv[2];
-    nb_pair(sv);
-    weft_io_t io;
-    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    io_fix_t fx = io_fix_open(2);
+    weft_runtime_t *rt = fx.rt;
+    int *sv = fx.sv;
+    weft_io_t io = fx.io;
     cr_assert(wt_wait_until(writable, &io, WAIT_NS));
     cr_assert(make_unwritable(io, sv[0]));
     board_t b = {0};
@@ -138,10 +133,7 @@ Test(io_share, each_direction_wakes_its_own_waiters, .timeout = 30)
     for (int i = 4; i < MAXW; i++)
         cr_expect(WEFT_IO_MASK(atomic_load(&b.results[i])) & WEFT_IO_WRITABLE, "writer %d: %d", i,
                   atomic_load(&b.results[i]));
-    cr_expect_eq(weft_io_deregister(io), 0);
-    close(sv[0]);
-    close(sv[1]);
-    cr_expect_eq(wt_finish(rt), 0);
+    io_fix_close(&fx);
 }
 
 /* Deregistration wakes the queued waiters too, with -EBADF. */
@@ -170,11 +162,10 @@ Test(io_share, deregister_wakes_every_waiter, .timeout = 30)
  * and gives its waker back; the waiter in the slot still hears the event. */
 Test(io_share, a_queued_wait_that_ends_early_leaves_nothing, .timeout = 30)
 {
-    weft_runtime_t *rt = wt_runtime(2);
-    int sv[2];
-    nb_pair(sv);
-    weft_io_t io;
-    cr_assert_eq(weft_io_register(rt, sv[0], &io), 0);
+    io_fix_t fx = io_fix_open(2);
+    weft_runtime_t *rt = fx.rt;
+    int *sv = fx.sv;
+    weft_io_t io = fx.io;
     board_t b = {0};
     weft_task_t *h;
     spawn_waiter(rt, &b, 0, io, WEFT_IO_READABLE, WEFT_FOREVER, &h);
@@ -200,8 +191,5 @@ Test(io_share, a_queued_wait_that_ends_early_leaves_nothing, .timeout = 30)
     join_all(&h, 1);
     cr_expect_eq(WEFT_IO_MASK(atomic_load(&b.results[0])), WEFT_IO_READABLE);
     cr_expect_eq(atomic_load(&b.polls[0]), 2, "the first waiter was disturbed");
-    cr_expect_eq(weft_io_deregister(io), 0);
-    close(sv[0]);
-    close(sv[1]);
-    cr_expect_eq(wt_finish(rt), 0);
+    io_fix_close(&fx);
 }

@@ -98,12 +98,10 @@ static void peer_sees_eof(int fd)
     cr_expect(n == 0 || (n < 0 && errno == ECONNRESET), "peer: %zd errno %d", n, errno);
 }
 
-/* An abortive close resets the connection: the peer's read fails with
- * ECONNRESET instead of reading end of stream; the waiting reader on our
- * side ends with -EBADF as for weft_tcp_close. */
-Test(net_close, abort_resets_the_connection, .timeout = 60)
+/* A reader waits on a fresh stream; close_fn ends the stream under it,
+ * and the reader's read ends with -EBADF. Returns the peer's fd. */
+static int reader_ended_by(weft_runtime_t *rt, int (*close_fn)(weft_tcp_stream_t *))
 {
-    weft_runtime_t *rt = wt_runtime(2);
     int peer;
     weft_tcp_stream_t *s = pair_plain(rt, &peer);
     uint8_t buf[64];
@@ -111,9 +109,28 @@ Test(net_close, abort_resets_the_connection, .timeout = 60)
     weft_task_t *h;
     cr_assert_eq(weft_spawn_coro(rt, read_waiter, &w, NULL, &h), 0);
     wait_in_flight(s, h);
-    cr_expect_eq(weft_tcp_abort(s), 0);
+    cr_expect_eq(close_fn(s), 0);
     cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), 0);
     cr_expect_eq(atomic_load(&w.rc), -EBADF);
+    return peer;
+}
+
+Test(net_close, reader_woken_with_ebadf, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    int peer = reader_ended_by(rt, weft_tcp_close);
+    peer_sees_eof(peer);
+    close(peer);
+    cr_expect_eq(wt_finish(rt), 0);
+}
+
+/* An abortive close resets the connection: the peer's read fails with
+ * ECONNRESET instead of reading end of stream; the waiting reader on our
+ * side ends with -EBADF as for weft_tcp_close. */
+Test(net_close, abort_resets_the_connection, .timeout = 60)
+{
+    weft_runtime_t *rt = wt_runtime(2);
+    int peer = reader_ended_by(rt, weft_tcp_abort);
     struct timeval tv = {10, 0};
     setsockopt(peer, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char b[16];
@@ -122,24 +139,6 @@ Test(net_close, abort_resets_the_connection, .timeout = 60)
     cr_expect_eq(errno, ECONNRESET, "errno %d", errno);
     close(peer);
     cr_expect_eq(weft_tcp_abort(NULL), -EINVAL);
-    cr_expect_eq(wt_finish(rt), 0);
-}
-
-Test(net_close, reader_woken_with_ebadf, .timeout = 60)
-{
-    weft_runtime_t *rt = wt_runtime(2);
-    int peer;
-    weft_tcp_stream_t *s = pair_plain(rt, &peer);
-    uint8_t buf[64];
-    waiter_t w = {s, buf, sizeof buf, 1, 0};
-    weft_task_t *h;
-    cr_assert_eq(weft_spawn_coro(rt, read_waiter, &w, NULL, &h), 0);
-    wait_in_flight(s, h);
-    cr_expect_eq(weft_tcp_close(s), 0);
-    cr_expect_eq(weft_task_join_wait(h, weft_now() + WAIT_NS, NULL), 0);
-    cr_expect_eq(atomic_load(&w.rc), -EBADF);
-    peer_sees_eof(peer);
-    close(peer);
     cr_expect_eq(wt_finish(rt), 0);
 }
 
