@@ -159,6 +159,12 @@ static int flag_coro(void *arg)
     return weft_await(&wt_wait_flag_vt, &wf, &p->got);
 }
 
+static bool first_poll_done(void *arg)
+{
+    wt_counts_t *c = arg;
+    return atomic_load(&c->polls) >= 1 && atomic_load(&c->in_poll) == 0;
+}
+
 Test(coro_api, await_pending_future_woken_by_thread, .timeout = 30)
 {
     weft_runtime_t *rt = wt_runtime(2);
@@ -168,7 +174,10 @@ Test(coro_api, await_pending_future_woken_by_thread, .timeout = 30)
     p.got = 0;
     weft_task_t *h;
     cr_assert_eq(weft_spawn_coro(rt, flag_coro, &p, NULL, &h), 0);
-    cr_assert(wt_wait_int_ge(&p.c.polls, 1, WAIT_NS));
+    /* The first poll must have finished (found the flag down) before the
+     * raise: raised while that poll ran, the flag can end it at once, in
+     * one poll (a flake under ASan's load before this wait). */
+    cr_assert(wt_wait_until(first_poll_done, &p.c, WAIT_NS));
     cr_assert_eq(weft_task_is_finished(h), 0, "pending: the coroutine waits");
     wt_flag_raise(&p.f);
     int64_t v = -1;
