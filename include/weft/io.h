@@ -33,9 +33,14 @@
  * A wait blocked on a handle that is deregistered is woken with -EBADF.
  * Any number of tasks may wait for the same fd and direction: an event
  * wakes every one of them (one in the direction's slot, the others on the
- * fd's queue), each sees the snapshot, and those that then find nothing
- * left clear and wait again (weft_io_poll_ready alone does not queue: see
- * there). To change the direction a blocked task waits for (a library that
+ * fd's queue; weft_io_poll_ready alone does not queue: see there). A wait
+ * returns only if the direction is still ready when its task runs: one
+ * that finds it cleared by a faster waiter goes back to waiting inside the
+ * call. So each event costs a poll of every waiting task (a thundering
+ * herd: N waiters, N polls), and which task gets the data is up to the
+ * scheduler, not spread evenly; weft has no wake-one mode (EPOLLEXCLUSIVE).
+ * A few waiters per fd are cheap; for many, give each its own fd
+ * (SO_REUSEPORT). To change the direction a blocked task waits for (a library that
  * switches a socket from "in" to "out"), wake that task by other means
  * (its own notification future, or cancellation) and let it wait again;
  * deregistering and registering again also works (the waiter sees -EBADF)
@@ -152,7 +157,9 @@ int weft_io_ready(weft_io_t io, unsigned interest);
 
 /*
  * Forget the directions of snapshot as ready, unless the driver has seen a
- * newer event since the snapshot was taken. Call after EAGAIN.
+ * newer event since the snapshot was taken. Call after EAGAIN. A snapshot
+ * <= 0 (none yet, or a wait's error) and a stale handle do nothing, so a
+ * loop may keep its last result and clear with it unconditionally.
  */
 void weft_io_clear(weft_io_t io, int snapshot);
 

@@ -170,6 +170,10 @@ Test(io, clear_keeps_newer_readiness, .timeout = 30)
     cr_assert(moved, "the tick changed with the second event");
     weft_io_clear(io, s1);
     cr_expect_gt(weft_io_ready(io, WEFT_IO_READABLE), 0, "the newer readiness survived");
+    /* No snapshot yet (0) or a wait's error: nothing is cleared. */
+    weft_io_clear(io, 0);
+    weft_io_clear(io, -ETIMEDOUT);
+    cr_expect_gt(weft_io_ready(io, WEFT_IO_READABLE), 0, "a clear without a snapshot cleared");
     /* A clear with the current snapshot does clear. */
     cr_assert_eq(read(sv[0], c, sizeof c), 1);
     int s2 = weft_io_ready(io, WEFT_IO_READABLE);
