@@ -17,7 +17,10 @@
  * so a byte read twice or skipped is seen.
  *
  * Pass 1: every wait has no deadline (any lost wake-up is a hang). Pass
- * 2: half the waits have random 0-40 us deadlines, so queued
+ * 2: the same over UDP, WINDOW datagrams a round (each taken once, by
+ * sequence number): UDP's kernel side wakes differently (a user trial
+ * saw one unexplained stall there, never reproduced). Pass
+ * 3: half the waits have random 0-40 us deadlines, so queued
  * waits end and unlink themselves while the driver wakes the queue. At
  * the end each pair is deregistered while its readers wait: the queue is
  * woken with -EBADF, the readers end, and their futures (in their task
@@ -25,7 +28,10 @@
  * them.
  */
 #define STRESS_NAME "io_share"
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -36,14 +42,18 @@
 #define PAIRS 6
 #define READERS 4
 
+#define WINDOW 16 /* datagrams a round in the UDP pass */
+
 static int ROUNDS;
-static bool timed; /* pass 2 */
+static bool timed; /* pass 3 */
+static bool udp;   /* pass 2 */
 
 typedef struct pair {
     int sv[2];
     weft_io_t io;
     _Atomic int taken; /* bytes read so far; the next byte's value (mod 256) */
     _Atomic long timeouts;
+    _Atomic unsigned char *seen; /* udp: datagrams taken, by sequence number */
 } pair_t;
 
 typedef struct reader {
@@ -61,6 +71,22 @@ static int take(pair_t *p)
     int snap = weft_io_ready(p->io, WEFT_IO_READABLE);
     if (snap < 0)
         return snap;
+    if (udp) {
+        uint32_t seq;
+        ssize_t n = recv(p->sv[0], &seq, sizeof seq, 0);
+        if (n == (ssize_t)sizeof seq) {
+            if (seq >= (uint32_t)(ROUNDS * WINDOW) || atomic_exchange(&p->seen[seq], 1))
+                return -EILSEQ;
+            atomic_fetch_add(&p->taken, 1);
+            return 1;
+        }
+        if (n >= 0)
+            return -EILSEQ;
+        if (errno != EAGAIN)
+            return -errno;
+        weft_io_clear(p->io, snap);
+        return 0;
+    }
     unsigned char c;
     ssize_t n = read(p->sv[0], &c, 1);
     if (n == 1) {
@@ -165,6 +191,21 @@ static void fut_reader_drop(void *state)
 static const weft_future_vtable_t fut_reader_vt = {fut_reader_poll, fut_reader_drop,
                                                    "io_share_reader"};
 
+/* sv[0] a non-blocking UDP socket on loopback, sv[1] one connected to it. */
+static void udp_pair(pair_t *p)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    p->sv[0] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    p->sv[1] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    CHECK(p->sv[0] >= 0 && p->sv[1] >= 0, "udp socket");
+    CHECK(bind(p->sv[0], (struct sockaddr *)&a, sizeof a) == 0, "udp bind");
+    CHECK(getsockname(p->sv[0], (struct sockaddr *)&a, &alen) == 0, "udp getsockname");
+    CHECK(connect(p->sv[1], (struct sockaddr *)&a, sizeof a) == 0, "udp connect");
+    p->seen = calloc((size_t)ROUNDS * WINDOW, 1);
+    CHECK(p->seen != NULL, "calloc");
+}
+
 static void run(unsigned workers)
 {
     weft_runtime_t *rt = wt_runtime(workers);
@@ -172,7 +213,10 @@ static void run(unsigned workers)
     for (int i = 0; i < PAIRS; i++) {
         pair_t *p = &pairs[i];
         memset(p, 0, sizeof *p);
-        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p->sv) == 0, "socketpair");
+        if (udp)
+            udp_pair(p);
+        else
+            CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p->sv) == 0, "socketpair");
         CHECK(weft_io_register(rt, p->sv[0], &p->io) == 0, "register");
         for (int k = 0; k < READERS; k++) {
             reader_t *r = &readers[i][k];
@@ -189,25 +233,35 @@ static void run(unsigned workers)
             CHECK(rc == 0, "spawn: %d", rc);
         }
     }
+    int per = udp ? WINDOW : 1; /* items a round */
     for (int round = 0; round < ROUNDS; round++) {
         for (int i = 0; i < PAIRS; i++) {
-            unsigned char c = (unsigned char)round;
-            CHECK(write(pairs[i].sv[1], &c, 1) == 1, "write");
+            for (int k = 0; k < per; k++) {
+                if (udp) {
+                    uint32_t seq = (uint32_t)(round * WINDOW + k);
+                    CHECK(send(pairs[i].sv[1], &seq, sizeof seq, 0) == (ssize_t)sizeof seq, "send");
+                } else {
+                    unsigned char c = (unsigned char)round;
+                    CHECK(write(pairs[i].sv[1], &c, 1) == 1, "write");
+                }
+            }
         }
         for (int i = 0; i < PAIRS; i++) {
             pair_t *p = &pairs[i];
             int64_t give_up = weft_now() + 20 * WT_SEC;
-            while (atomic_load(&p->taken) <= round) {
+            while (atomic_load(&p->taken) < (round + 1) * per) {
                 if (weft_now() > give_up) {
                     int pend = -1;
                     ioctl(p->sv[0], FIONREAD, &pend);
-                    fail("pair %d, round %d: byte not taken (lost wake-up? unread %d, ready %d)", i,
-                         round, pend, weft_io_ready(p->io, WEFT_IO_READABLE));
+                    fail("pair %d, round %d: %d of %d items taken (lost wake-up? unread %d, "
+                         "ready %d)",
+                         i, round, atomic_load(&p->taken), (round + 1) * per, pend,
+                         weft_io_ready(p->io, WEFT_IO_READABLE));
                 }
                 sched_yield();
             }
-            CHECK(atomic_load(&p->taken) == round + 1, "pair %d: %d bytes taken after round %d", i,
-                  atomic_load(&p->taken), round);
+            CHECK(atomic_load(&p->taken) == (round + 1) * per, "pair %d: %d taken after round %d",
+                  i, atomic_load(&p->taken), round);
         }
     }
     /* The byte is always taken by someone, so a queued reader that an
@@ -232,23 +286,29 @@ static void run(unsigned workers)
         }
         close(pairs[i].sv[0]);
         close(pairs[i].sv[1]);
+        free((void *)pairs[i].seen);
     }
     CHECK(wt_finish(rt) == 0, "runtime free");
 }
 
 int main(void)
 {
-    ROUNDS = WT_TSAN ? 2000 : 8000;
-    for (int pass = 0; pass < 2; pass++) {
-        timed = pass == 1;
+    int base = WT_TSAN ? 2000 : 8000;
+    for (int pass = 0; pass < 3; pass++) {
+        udp = pass == 1;
+        timed = pass == 2;
+        ROUNDS = udp ? base / 8 : base; /* WINDOW items a round there */
         for (unsigned w = 1; w <= 4; w *= 2) {
             run(w);
             long to = 0;
             for (int i = 0; i < PAIRS; i++)
                 to += atomic_load(&pairs[i].timeouts);
-            printf("io_share: %s, %u workers: %d pairs x %d readers x %d rounds, every byte taken "
+            printf("io_share: %s, %u workers: %d pairs x %d readers x %d rounds, every item taken "
                    "once (%ld timed-out waits)\n",
-                   timed ? "timed" : "untimed", w, PAIRS, READERS, ROUNDS, to);
+                   timed ? "timed"
+                   : udp ? "udp"
+                         : "untimed",
+                   w, PAIRS, READERS, ROUNDS, to);
         }
     }
     return 0;
