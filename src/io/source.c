@@ -301,6 +301,19 @@ static void q_take(weft__source_t *src, unsigned dirs, const uint64_t *gen, bool
     }
 }
 
+/*
+ * After the unlock that ended one of src's registrations: whether any
+ * waiter may be queued for it. Relaxed is enough: every waiter of that
+ * registration linked (and counted) under the lock before our locked
+ * section, which our lock acquisition ordered before this load; later
+ * links are refused (their gen is stale). Saves every close a second
+ * lock round when nobody queued.
+ */
+static bool queued(weft__source_t *src)
+{
+    return atomic_load_explicit(&src->nqueued, memory_order_relaxed) != 0;
+}
+
 int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
 {
     if (!rt || !out || fd < 0)
@@ -367,7 +380,7 @@ int weft_io_register(weft_runtime_t *rt, int fd, weft_io_t *out)
     weft_waker_drop(&stale[1]);
     weft_waker_wake(&rd);
     weft_waker_wake(&wr);
-    if (old)
+    if (old && queued(old))
         q_take(old, WEFT__RD | WEFT__WR, &old_gen, true);
     *out = (weft_io_t){src, gen};
     return 0;
@@ -397,7 +410,8 @@ static int deregister(weft_io_t io, int *fd_out)
     /* After the unlock: the wakes may run tasks inline on this worker. */
     weft_waker_wake(&rd);
     weft_waker_wake(&wr);
-    q_take(src, WEFT__RD | WEFT__WR, &io.gen_, true);
+    if (queued(src))
+        q_take(src, WEFT__RD | WEFT__WR, &io.gen_, true);
     return 0;
 }
 
