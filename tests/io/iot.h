@@ -56,10 +56,14 @@ static inline bool writable(void *arg)
     return weft_io_ready(*(weft_io_t *)arg, WEFT_IO_WRITABLE) > 0;
 }
 
-/* Fill sv[0]'s way out until it would block, and forget the writability
- * the driver reported; true once the fd shows no readiness at all. */
+/* Wait (10 s at most) for the registration's first event, which says
+ * writable, so that it cannot arrive after the clear; then fill sv[0]'s
+ * way out until it would block and forget the writability the driver
+ * reported. True once the fd shows no readiness at all. */
 static inline bool make_unwritable(weft_io_t io, int fd)
 {
+    if (!wt_wait_until(writable, &io, 10 * WT_SEC))
+        return false;
     static char chunk[4096];
     for (int round = 0; round < 100; round++) {
         int snap = weft_io_ready(io, WEFT_IO_WRITABLE);

@@ -99,7 +99,6 @@ Test(io_queue, requeuing_waiters_do_not_starve_an_older_one, .timeout = 60)
     weft_runtime_t *rt = fx.rt;
     int *sv = fx.sv;
     weft_io_t io = fx.io;
-    cr_assert(wt_wait_until(writable, &io, WAIT_NS));
     cr_assert(make_unwritable(io, sv[0]));
 
     static hw_t hr, hwr, w, r[NR];
@@ -171,7 +170,6 @@ static void ready_path_case(bool queued)
     io_fix_t fx = io_fix_open(1);
     int *sv = fx.sv;
     weft_io_t io = fx.io;
-    cr_assert(wt_wait_until(writable, &io, WAIT_NS));
     cr_assert(make_unwritable(io, sv[0]));
     g_sv1 = sv[1];
     g_io = io;

@@ -111,7 +111,6 @@ Test(io_share, each_direction_wakes_its_own_waiters, .timeout = 30)
     weft_runtime_t *rt = fx.rt;
     int *sv = fx.sv;
     weft_io_t io = fx.io;
-    cr_assert(wt_wait_until(writable, &io, WAIT_NS));
     cr_assert(make_unwritable(io, sv[0]));
     board_t b = {0};
     weft_task_t *h[MAXW];
